@@ -1,0 +1,92 @@
+"""Entry point of the `neobert-hf` command (`neobert-hf = neobert_hf.cli.main:main`).
+
+Subcommands are registered in `SUBCOMMANDS` and their modules imported lazily: parsing `neobert-hf --help`
+imports none of them, and `neobert-hf env ...` imports only `neobert_hf.cli.env`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.metadata
+import sys
+from collections.abc import Sequence
+
+
+__all__ = ["SUBCOMMANDS", "build_parser", "main"]
+
+
+# name -> (module exposing `add_parser(subparsers)` and `run(args)`, one-line help shown by `neobert-hf --help`).
+# The module's `add_parser` uses the same help text; tests/test_cli.py checks that they agree.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "env": ("neobert_hf.cli.env", "Print versions, hardware and which optional backends are usable."),
+}
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("neobert-hf")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _chosen_subcommand(argv: Sequence[str]) -> str | None:
+    # The top-level parser has only flags without values (-h, --version), so the first positional token is the
+    # subcommand name.
+    for token in argv:
+        if not token.startswith("-"):
+            return token if token in SUBCOMMANDS else None
+    return None
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """Build the `neobert-hf` parser, importing only the subcommand named in `argv`.
+
+    Every registered subcommand appears in the help; the full arguments are added only for the one that `argv`
+    selects (pass `argv=[name]` to build a given subcommand's parser).
+
+    Args:
+        argv (`Sequence[str]`, *optional*):
+            Command-line arguments without the program name.
+
+    Returns:
+        `argparse.ArgumentParser`: the top-level parser.
+    """
+    parser = argparse.ArgumentParser(
+        prog="neobert-hf",
+        description="NeoBERT as a native HuggingFace transformers model: tools and recipes.",
+    )
+    parser.add_argument("--version", action="version", version=f"neobert-hf {_package_version()}")
+    subparsers = parser.add_subparsers(dest="command", metavar="<command>", title="commands")
+    chosen = _chosen_subcommand(argv)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        if name == chosen:
+            importlib.import_module(module_name).add_parser(subparsers)
+        else:
+            subparsers.add_parser(name, help=help_text)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `neobert-hf` command.
+
+    Args:
+        argv (`Sequence[str]`, *optional*):
+            Command-line arguments without the program name; defaults to `sys.argv[1:]`.
+
+    Returns:
+        `int`: the exit status.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[args.command][0])
+    status = module.run(args)
+    return 0 if status is None else int(status)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
