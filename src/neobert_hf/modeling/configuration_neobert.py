@@ -109,10 +109,11 @@ class NeoBERTConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         # The released config.json stores the context length as `max_length`: map it before the base class
-        # drops it as a generation parameter.
+        # drops it as a generation parameter. Dataclass fields are assigned before `__post_init__` and never reach
+        # `kwargs`, so an explicit `max_position_embeddings` is recognised by differing from the field default.
         if "max_length" in kwargs:
             max_length = kwargs.pop("max_length")
-            if max_length is not None and "max_position_embeddings" not in kwargs:
+            if max_length is not None and self.max_position_embeddings == type(self).max_position_embeddings:
                 self.max_position_embeddings = int(max_length)
         # `flash_attention` was the earlier system's switch; the kernel is now chosen with `attn_implementation`.
         if kwargs.pop("flash_attention", None) is not None:
