@@ -1,0 +1,239 @@
+"""Training arguments for NeoBERT MLM pretraining: transformers' `TrainingArguments` plus the knobs of the MLM loss,
+MuonClip, the final learning-rate floor, the checkpoint tree and step-time attribution.
+
+Only options with an effect live here, and each is validated in `__post_init__` so that a bad combination fails
+before anything is written. Paper defaults (learning rate, warmup, masking rate, ...) belong to the recipes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from transformers import TrainingArguments
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
+
+# `final_lr_ratio` turns these user-facing schedules into the transformers schedules that decay to a floor.
+_FLOOR_SCHEDULES = {"cosine": "cosine_with_min_lr", "linear": "polynomial"}
+
+
+@dataclass
+class NeoBERTTrainingArguments(TrainingArguments):
+    r"""[`~transformers.TrainingArguments`] for [`NeoBERTTrainer`].
+
+    Every field of `TrainingArguments` keeps its meaning. The additions:
+
+    - the MLM loss path (`masked_logits_only_loss`);
+    - the optimizer family (`optimizer`: `adamw` uses `optim`, `muonclip` is Muon + AdamW + QK-clip);
+    - `final_lr_ratio`: warmup then cosine or linear decay to `learning_rate * final_lr_ratio`, mapped onto
+      transformers' `cosine_with_min_lr` / `polynomial` (power 1) schedulers;
+    - the checkpoint tree (`<output_dir>/checkpoints/<step>/`, see [`~neobert_hf.training.checkpointing`]);
+    - throughput and step-time logging (`log_timing`, `log_train_accuracy`).
+
+    Example:
+
+    ```python
+    >>> from neobert_hf.training import NeoBERTTrainingArguments
+    >>> args = NeoBERTTrainingArguments(output_dir="out", lr_scheduler_type="cosine", final_lr_ratio=0.1)
+    >>> args.lr_scheduler_type.value, args.lr_scheduler_kwargs
+    ('cosine_with_min_lr', {'min_lr_rate': 0.1})
+    ```
+    """
+
+    # --- MLM loss ---
+    masked_logits_only_loss: bool = field(
+        default=True,
+        metadata={
+            "help": "Project only the masked positions (labels != -100) to the vocabulary, so the (B, S, V) logits are "
+            "never built. False runs the full-logits cross-entropy (ablation path); both sum the loss in fp32 and "
+            "divide by the number of masked tokens of the whole optimizer step."
+        },
+    )
+    log_train_accuracy: bool = field(
+        default=False,
+        metadata={"help": "Log the MLM accuracy of the training batches (argmax over the masked rows) every logging step."},
+    )
+    eval_max_batches: int | None = field(
+        default=None,
+        metadata={"help": "Evaluate on at most this many batches (useful for a streaming eval set). None = all."},
+    )
+
+    # --- Optimizer ---
+    optimizer: Literal["adamw", "muonclip"] = field(
+        default="adamw",
+        metadata={
+            "help": "'adamw': the optimizer named by `optim` (AdamW by default) with decay/no-decay groups (no decay "
+            "for biases and norms). 'muonclip': torch.optim.Muon on the 2-D matrices of the encoder blocks (qkv, wo, "
+            "ffn), AdamW on everything else (embeddings, decoder, norms), plus QK-clip; `optim` is then ignored."
+        },
+    )
+    muon_lr: float | None = field(
+        default=None, metadata={"help": "Muon learning rate. None = `learning_rate`."}
+    )
+    muon_momentum: float = field(default=0.95, metadata={"help": "Muon momentum (Nesterov)."})
+    muon_weight_decay: float | None = field(
+        default=None, metadata={"help": "Muon decoupled weight decay. None = `weight_decay`."}
+    )
+    muon_ns_steps: int = field(default=5, metadata={"help": "Newton-Schulz iterations of Muon."})
+    muon_adjust_lr: Literal["original", "match_rms_adamw"] = field(
+        default="match_rms_adamw",
+        metadata={
+            "help": "Muon per-matrix learning-rate scaling: 'match_rms_adamw' (0.2 * sqrt(max(A, B)), so Muon and "
+            "AdamW can share one learning rate) or 'original' (sqrt(max(1, A / B)))."
+        },
+    )
+    qk_clip_threshold: float | None = field(
+        default=50.0,
+        metadata={
+            "help": "QK-clip threshold tau on the per-head maximum attention logit (q.k / sqrt(Dh)); heads above it "
+            "get their query rows scaled by eta^alpha and key rows by eta^(1-alpha), eta = tau / max. None disables "
+            "QK-clip. Used with optimizer=muonclip."
+        },
+    )
+    qk_clip_alpha: float = field(
+        default=0.5, metadata={"help": "QK-clip balance alpha in [0, 1]: share of the rescaling put on the queries."}
+    )
+    qk_clip_interval: int = field(
+        default=10, metadata={"help": "Apply QK-clip every this many optimizer steps."}
+    )
+    qk_clip_warmup_steps: int = field(
+        default=0, metadata={"help": "No QK-clip during the first this many optimizer steps."}
+    )
+    qk_clip_chunk_size: int = field(
+        default=1024,
+        metadata={"help": "Query rows per block when computing the maximum attention logit (bounds its memory)."},
+    )
+
+    # --- Schedule ---
+    final_lr_ratio: float | None = field(
+        default=None,
+        metadata={
+            "help": "After warmup, decay to learning_rate * final_lr_ratio instead of 0. With "
+            "lr_scheduler_type=cosine this selects transformers' cosine_with_min_lr (min_lr_rate), with linear the "
+            "polynomial schedule of power 1 (lr_end). None keeps the scheduler as given."
+        },
+    )
+
+    # --- Checkpoints ---
+    save_final_checkpoint: bool = field(
+        default=True,
+        metadata={
+            "help": "Always write checkpoints/<last step>/ when training ends, whatever save_steps/save_strategy say."
+        },
+    )
+
+    # --- Logging ---
+    log_timing: bool = field(
+        default=False,
+        metadata={
+            "help": "Log the split of the step time into data wait / forward / backward / optimizer (p50 and p95 "
+            "over the logging window). CPU: wall clock; CUDA: events, read once per logging step."
+        },
+    )
+    logging_nan_inf_filter: bool = field(
+        default=False,
+        metadata={
+            "help": "transformers' filter that hides non-finite losses from the logs. NeoBERT training stops on the "
+            "first non-finite loss instead, so the filter only costs a device sync per microbatch; off by default."
+        },
+    )
+
+    def __post_init__(self):
+        if self.fp16 or self.fp16_full_eval:
+            raise ValueError(
+                "fp16 is not supported for pretraining; use bf16 (--bf16 true). fp16 needs loss scaling and "
+                "overflows in the fp32-summed masked-token loss."
+            )
+        if self.label_smoothing_factor != 0.0:
+            raise ValueError(
+                "label_smoothing_factor is not supported by the NeoBERT MLM loss (masked-logits-only summed "
+                "cross-entropy); leave it at 0."
+            )
+        if self.eval_max_batches is not None and self.eval_max_batches < 1:
+            raise ValueError(f"eval_max_batches must be >= 1 or None, got {self.eval_max_batches}.")
+        self._validate_muonclip()
+        self._apply_final_lr_ratio()
+        super().__post_init__()
+        if self.optimizer == "muonclip" and (self.deepspeed or self.fsdp):
+            raise ValueError(
+                "optimizer=muonclip needs whole 2-D matrices on every rank (Newton-Schulz, per-head QK-clip); it is "
+                "not supported with DeepSpeed or FSDP. Use DDP, or optimizer=adamw."
+            )
+
+    def _validate_muonclip(self) -> None:
+        if self.muon_lr is not None and self.muon_lr < 0:
+            raise ValueError(f"muon_lr must be >= 0, got {self.muon_lr}.")
+        if self.muon_weight_decay is not None and self.muon_weight_decay < 0:
+            raise ValueError(f"muon_weight_decay must be >= 0, got {self.muon_weight_decay}.")
+        if not 0.0 <= self.muon_momentum < 1.0:
+            raise ValueError(f"muon_momentum must be in [0, 1), got {self.muon_momentum}.")
+        if self.muon_ns_steps < 1:
+            raise ValueError(f"muon_ns_steps must be >= 1, got {self.muon_ns_steps}.")
+        if self.qk_clip_threshold is not None and self.qk_clip_threshold <= 0:
+            raise ValueError(f"qk_clip_threshold must be > 0 (or None to disable QK-clip), got {self.qk_clip_threshold}.")
+        if not 0.0 <= self.qk_clip_alpha <= 1.0:
+            raise ValueError(f"qk_clip_alpha must be in [0, 1], got {self.qk_clip_alpha}.")
+        if self.qk_clip_interval < 1:
+            raise ValueError(f"qk_clip_interval must be >= 1, got {self.qk_clip_interval}.")
+        if self.qk_clip_warmup_steps < 0:
+            raise ValueError(f"qk_clip_warmup_steps must be >= 0, got {self.qk_clip_warmup_steps}.")
+        if self.qk_clip_chunk_size < 1:
+            raise ValueError(f"qk_clip_chunk_size must be >= 1, got {self.qk_clip_chunk_size}.")
+
+    def _apply_final_lr_ratio(self) -> None:
+        """Maps `final_lr_ratio` onto transformers' floor-decay schedulers (idempotent: args rebuilt from `to_dict()`
+        already carry the mapped scheduler and kwargs)."""
+        ratio = self.final_lr_ratio
+        if ratio is None:
+            return
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"final_lr_ratio must be in [0, 1], got {ratio}.")
+        schedule = getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type)
+        kwargs = self.lr_scheduler_kwargs
+        if isinstance(kwargs, str) and kwargs.startswith("{"):
+            import json
+
+            kwargs = json.loads(kwargs)
+        kwargs = dict(kwargs or {})
+        if schedule in ("cosine", "cosine_with_min_lr"):
+            if kwargs.get("min_lr") is not None or kwargs.get("min_lr_rate", ratio) != ratio:
+                raise ValueError(
+                    f"final_lr_ratio={ratio} conflicts with lr_scheduler_kwargs={kwargs}; set only one of them."
+                )
+            kwargs.pop("min_lr", None)
+            self.lr_scheduler_type = _FLOOR_SCHEDULES["cosine"]
+            self.lr_scheduler_kwargs = {**kwargs, "min_lr_rate": ratio}
+        elif schedule in ("linear", "polynomial"):
+            if schedule == "polynomial" and kwargs.get("power", 1.0) != 1.0:
+                raise ValueError("final_lr_ratio with a polynomial schedule needs power=1 (linear decay).")
+            lr_end = self.learning_rate * ratio
+            if kwargs.get("lr_end", lr_end) != lr_end:
+                raise ValueError(
+                    f"final_lr_ratio={ratio} conflicts with lr_scheduler_kwargs={kwargs}; set only one of them."
+                )
+            if ratio >= 1.0 or self.learning_rate <= 0:
+                raise ValueError(
+                    "A linear decay to learning_rate * final_lr_ratio needs learning_rate > 0 and final_lr_ratio < 1; "
+                    "use lr_scheduler_type=constant_with_warmup for a flat schedule."
+                )
+            self.lr_scheduler_type = _FLOOR_SCHEDULES["linear"]
+            self.lr_scheduler_kwargs = {**kwargs, "lr_end": lr_end, "power": 1.0}
+        else:
+            raise ValueError(
+                f"final_lr_ratio applies to lr_scheduler_type 'cosine' or 'linear', got '{schedule}'. Pass the floor "
+                "through lr_scheduler_kwargs for other schedulers."
+            )
+
+    @property
+    def effective_muon_lr(self) -> float:
+        return self.learning_rate if self.muon_lr is None else self.muon_lr
+
+    @property
+    def effective_muon_weight_decay(self) -> float:
+        return self.weight_decay if self.muon_weight_decay is None else self.muon_weight_decay
+
+
+__all__ = ["NeoBERTTrainingArguments"]

@@ -1,0 +1,329 @@
+"""The checkpoint tree: `<output_dir>/checkpoints/<step>/`, one folder per saved step.
+
+Each folder is both a resumable training state and a loadable model:
+
+```
+checkpoints/<step>/
+  model.safetensors  config.json  modeling_neobert.py  configuration_neobert.py   # AutoModel*.from_pretrained
+  tokenizer.json  tokenizer_config.json  ...                                       # the tokenizer, when given
+  README.md                                                                        # model card
+  optimizer.pt  scheduler.pt  rng_state.pth  trainer_state.json  training_args.bin # resume
+  data_state.json (or .pt)                                                         # stream position, when stateful
+```
+
+A folder is written as `checkpoints/.tmp-<step>-<random>/` and renamed to its final name once complete, so a crash
+never leaves a half-written folder under a step name. `trainer_state.json` is written last inside the temporary
+folder; a folder without it is incomplete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterable
+
+import torch
+
+
+CHECKPOINTS_DIR = "checkpoints"
+TMP_PREFIX = ".tmp-"
+TRAINER_STATE_NAME = "trainer_state.json"
+DATA_STATE_JSON = "data_state.json"
+DATA_STATE_PT = "data_state.pt"
+MODEL_CARD_NAME = "README.md"
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+_STEP_RE = re.compile(r"^\d+$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that was asked for does not exist or is not complete."""
+
+
+def checkpoints_root(output_dir: str | os.PathLike) -> str:
+    return os.path.join(os.fspath(output_dir), CHECKPOINTS_DIR)
+
+
+def checkpoint_dir(output_dir: str | os.PathLike, step: int) -> str:
+    return os.path.join(checkpoints_root(output_dir), str(int(step)))
+
+
+def incomplete_reason(path: str | os.PathLike) -> str | None:
+    """Why `path` is not a complete checkpoint folder, or `None` when it is one."""
+    path = os.fspath(path)
+    name = os.path.basename(os.path.normpath(path))
+    if name.startswith(TMP_PREFIX):
+        return "it is a temporary folder left by an interrupted save (its name starts with '.tmp-')"
+    if not os.path.isdir(path):
+        return "it does not exist" if not os.path.exists(path) else "it is not a folder"
+    if not os.path.isfile(os.path.join(path, TRAINER_STATE_NAME)):
+        return f"it has no {TRAINER_STATE_NAME}"
+    if not any(os.path.isfile(os.path.join(path, f)) for f in _WEIGHT_FILES):
+        return "it has no model.safetensors"
+    return None
+
+
+def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, str]]:
+    """Complete checkpoints under `<output_dir>/checkpoints/`, as `(step, path)` sorted by step."""
+    root = checkpoints_root(output_dir)
+    if not os.path.isdir(root):
+        return []
+    found = []
+    for name in os.listdir(root):
+        path = os.path.join(root, name)
+        if _STEP_RE.match(name) and incomplete_reason(path) is None:
+            found.append((int(name), path))
+    return sorted(found)
+
+
+def latest_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """Path of the complete checkpoint with the highest step, or `None`."""
+    found = list_checkpoints(output_dir)
+    return found[-1][1] if found else None
+
+
+def resolve_checkpoint(spec: str | int | bool | os.PathLike, output_dir: str | os.PathLike) -> str:
+    """Turns `--resume_from_checkpoint` into the path of a complete checkpoint folder.
+
+    Args:
+        spec: `"latest"` (or `True`): the highest complete step under `<output_dir>/checkpoints/`; an integer or a
+            string of digits: that step under `<output_dir>/checkpoints/`; anything else: a path to a checkpoint
+            folder.
+        output_dir: the run's output folder.
+
+    Returns:
+        `str`: the checkpoint folder.
+
+    Raises:
+        [`CheckpointError`]: when no such checkpoint exists or the folder is incomplete.
+    """
+    root = checkpoints_root(output_dir)
+    if spec is True or (isinstance(spec, str) and spec.strip().lower() == "latest"):
+        path = latest_checkpoint(output_dir)
+        if path is None:
+            raise CheckpointError(
+                f"resume_from_checkpoint=latest but there is no complete checkpoint under {root}."
+                + _leftovers_note(root)
+            )
+        return path
+    if isinstance(spec, int) or (isinstance(spec, str) and _STEP_RE.match(spec.strip())):
+        path = checkpoint_dir(output_dir, int(spec))
+        available = [step for step, _ in list_checkpoints(output_dir)]
+        if not os.path.exists(path):
+            raise CheckpointError(
+                f"resume_from_checkpoint={spec}: there is no checkpoint for step {int(spec)} under {root} "
+                f"(complete steps: {available or 'none'})." + _leftovers_note(root)
+            )
+    else:
+        path = os.fspath(spec)
+    reason = incomplete_reason(path)
+    if reason is not None:
+        raise CheckpointError(
+            f"Cannot resume from {path}: {reason}. Resume from a complete checkpoint folder "
+            f"(checkpoints/<step>/ with {TRAINER_STATE_NAME} and model.safetensors), a step number, or 'latest'."
+        )
+    return path
+
+
+def _leftovers_note(root: str) -> str:
+    if not os.path.isdir(root):
+        return ""
+    leftovers = sorted(n for n in os.listdir(root) if n.startswith(TMP_PREFIX))
+    if not leftovers:
+        return ""
+    return f" Interrupted saves (not resumable): {', '.join(leftovers)}."
+
+
+def new_tmp_dir(output_dir: str | os.PathLike, step: int, token: str) -> str:
+    return os.path.join(checkpoints_root(output_dir), f"{TMP_PREFIX}{int(step)}-{token}")
+
+
+def publish(tmp_dir: str, final_dir: str) -> None:
+    """Renames the finished `tmp_dir` to `final_dir` (atomic on POSIX). An existing `final_dir` of the same step is
+    moved aside first and removed after the rename, so a complete folder is always present under the final name."""
+    old = None
+    if os.path.exists(final_dir):
+        old = f"{tmp_dir}.replaced"
+        os.rename(final_dir, old)
+    os.rename(tmp_dir, final_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def rotate(
+    output_dir: str | os.PathLike,
+    save_total_limit: int | None,
+    keep: Iterable[str | None] = (),
+    current_tmp: str | None = None,
+) -> list[str]:
+    """Deletes the oldest complete checkpoints beyond `save_total_limit` (never those in `keep`, e.g. the best
+    model) and any leftover `.tmp-*` folder of an interrupted save other than `current_tmp`. Returns what it
+    deleted."""
+    root = checkpoints_root(output_dir)
+    deleted = []
+    if os.path.isdir(root):
+        for name in os.listdir(root):
+            path = os.path.join(root, name)
+            if name.startswith(TMP_PREFIX) and (current_tmp is None or os.path.abspath(path) != os.path.abspath(current_tmp)):
+                shutil.rmtree(path, ignore_errors=True)
+                deleted.append(path)
+    if save_total_limit is None or save_total_limit <= 0:
+        return deleted
+    keep_paths = {os.path.abspath(p) for p in keep if p}
+    found = list_checkpoints(output_dir)
+    removable = [path for _, path in found if os.path.abspath(path) not in keep_paths]
+    excess = len(found) - save_total_limit
+    for path in removable[: max(excess, 0)]:
+        shutil.rmtree(path, ignore_errors=True)
+        deleted.append(path)
+    return deleted
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data position
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def save_data_state(folder: str, state) -> str:
+    """Writes a dataset's `state_dict()` as JSON when it is JSON-serialisable, else with `torch.save`."""
+    try:
+        text = json.dumps(state)
+    except (TypeError, ValueError):
+        path = os.path.join(folder, DATA_STATE_PT)
+        torch.save(state, path)
+        return path
+    path = os.path.join(folder, DATA_STATE_JSON)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def load_data_state(folder: str):
+    """Reads what [`save_data_state`] wrote; `None` when the checkpoint holds no data position."""
+    json_path, pt_path = os.path.join(folder, DATA_STATE_JSON), os.path.join(folder, DATA_STATE_PT)
+    if os.path.isfile(json_path):
+        with open(json_path) as f:
+            return json.load(f)
+    if os.path.isfile(pt_path):
+        return torch.load(pt_path, weights_only=True)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Model card
+# ---------------------------------------------------------------------------------------------------------------------
+
+MODEL_CARD_TEMPLATE = """---
+library_name: transformers
+pipeline_tag: fill-mask
+tags:
+- neobert
+- fill-mask
+- neobert-hf
+---
+
+# {title}
+
+A NeoBERT encoder (arXiv 2502.19587) pretrained with masked language modelling by
+[neobert-hf](https://github.com/chandar-lab/NeoBERT). This folder is checkpoint step **{step}** of the run in
+`{output_dir}`; it holds the model, its tokenizer and everything needed to resume training.
+
+## Use
+
+```python
+from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("{path}")
+model = AutoModelForMaskedLM.from_pretrained("{path}", trust_remote_code=True)
+```
+
+With `neobert_hf` installed, `import neobert_hf` registers the classes and `trust_remote_code` is not needed.
+
+## Model
+
+| | |
+| --- | --- |
+{model_rows}
+
+## Training
+
+| | |
+| --- | --- |
+{training_rows}
+{metrics}
+"""
+
+
+def _rows(values: dict) -> str:
+    return "\n".join(f"| {k} | {v} |" for k, v in values.items() if v is not None)
+
+
+def render_model_card(model, args, state, path: str) -> str:
+    """A short model card for one checkpoint folder: how to load it, the architecture, the training setup and the
+    latest logged losses."""
+    config = getattr(model, "config", None)
+    model_rows = {}
+    if config is not None:
+        for key in (
+            "model_type",
+            "num_hidden_layers",
+            "hidden_size",
+            "num_attention_heads",
+            "intermediate_size",
+            "hidden_act",
+            "vocab_size",
+            "max_position_embeddings",
+        ):
+            model_rows[key] = getattr(config, key, None)
+    if hasattr(model, "num_parameters"):
+        model_rows["parameters"] = f"{model.num_parameters() / 1e6:.1f}M"
+    schedule = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
+    training_rows = {
+        "step": f"{state.global_step} / {state.max_steps}",
+        "optimizer": getattr(args, "optimizer", None) or getattr(args.optim, "value", args.optim),
+        "learning rate": f"{args.learning_rate:g} ({schedule}, warmup {args.warmup_steps})",
+        "weight decay": args.weight_decay,
+        "batch": f"{args.per_device_train_batch_size} per device x {args.gradient_accumulation_steps} accumulation "
+        f"x {args.world_size} processes",
+        "precision": "bf16" if args.bf16 else "fp32",
+        "loss": "masked-logits-only" if getattr(args, "masked_logits_only_loss", True) else "full logits",
+        "tokens seen": state.num_input_tokens_seen or None,
+    }
+    last = {}
+    for entry in state.log_history:
+        for key in ("loss", "eval_loss", "eval_perplexity", "eval_mlm_accuracy"):
+            if key in entry:
+                last[key] = (entry[key], entry.get("step"))
+    metrics = ""
+    if last:
+        metrics = "\n## Latest metrics\n\n| metric | value | step |\n| --- | --- | --- |\n" + "\n".join(
+            f"| {k} | {v:.4f} | {s} |" for k, (v, s) in last.items()
+        )
+    title = os.path.basename(os.path.normpath(os.fspath(args.output_dir))) or "NeoBERT"
+    return MODEL_CARD_TEMPLATE.format(
+        title=f"{title} (step {state.global_step})",
+        step=state.global_step,
+        output_dir=args.output_dir,
+        path=path,
+        model_rows=_rows(model_rows),
+        training_rows=_rows(training_rows),
+        metrics=metrics,
+    )
+
+
+__all__ = [
+    "CHECKPOINTS_DIR",
+    "CheckpointError",
+    "checkpoint_dir",
+    "checkpoints_root",
+    "incomplete_reason",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_data_state",
+    "publish",
+    "render_model_card",
+    "resolve_checkpoint",
+    "rotate",
+    "save_data_state",
+]

@@ -1,0 +1,497 @@
+"""`NeoBERTTrainer`: transformers' `Trainer` for NeoBERT MLM pretraining.
+
+What it changes, and only that:
+
+- the loss (`compute_loss`): masked-logits-only MLM (SPEC 3) through the model's `sparse_prediction` and
+  `num_items_in_batch`, so the Trainer's own token counting (gradient accumulation, `average_tokens_across_devices`)
+  makes every optimizer step the gradient of one large batch; the full-logits path with
+  `masked_logits_only_loss=False`;
+- evaluation: `eval_loss` (summed cross-entropy / masked tokens), `eval_perplexity` and `eval_mlm_accuracy`,
+  accumulated batch by batch without keeping logits;
+- a non-finite training loss stops training before the optimizer update ([`NonFiniteLossError`]);
+- optimisers: MuonClip (`optimizer=muonclip`), see [`~neobert_hf.training.optim`];
+- checkpoints: the `<output_dir>/checkpoints/<step>/` tree, written atomically, with the data position of a stateful
+  stream, a model card, strict weight loading and `resume_from_checkpoint` = `latest` | `<step>` | `<path>`;
+- logs: throughput, utilisation, peak memory and step-time split (see [`~neobert_hf.training.callbacks`]).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import secrets
+import time
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import IterableDataset
+from transformers import Trainer
+from transformers.trainer_callback import ExportableState, PrinterCallback, ProgressCallback
+from transformers.trainer_utils import EvalLoopOutput, SaveStrategy
+from transformers.utils import logging
+
+from .arguments import NeoBERTTrainingArguments
+from .callbacks import (
+    CompactPrinterCallback,
+    CompactProgressCallback,
+    FinalCheckpointCallback,
+    QKClipCallback,
+    ThroughputMonitor,
+)
+from .checkpointing import (
+    MODEL_CARD_NAME,
+    TRAINER_STATE_NAME,
+    CheckpointError,
+    checkpoint_dir,
+    latest_checkpoint,
+    load_data_state,
+    new_tmp_dir,
+    publish,
+    render_model_card,
+    resolve_checkpoint,
+    rotate,
+    save_data_state,
+)
+from .data_state import StreamPositionTracker, is_stateful
+from .optim import QKClip, build_muonclip
+
+
+logger = logging.get_logger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; training stopped before applying the update."""
+
+
+class _FirstBatches:
+    """The first `limit` batches of a data loader (`eval_max_batches`)."""
+
+    def __init__(self, loader, limit: int):
+        self.loader, self.limit = loader, limit
+
+    def __iter__(self):
+        return itertools.islice(iter(self.loader), self.limit)
+
+    def __len__(self):
+        return min(len(self.loader), self.limit)
+
+    def __getattr__(self, name):
+        if name == "loader":
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+
+class NeoBERTTrainer(Trainer):
+    r"""[`~transformers.Trainer`] for NeoBERT masked-language-model pretraining.
+
+    Takes the arguments of `Trainer`; `args` must be a [`NeoBERTTrainingArguments`]. The model is a
+    `NeoBERTForMaskedLM` (or any model whose forward takes `labels`, `sparse_prediction` and `num_items_in_batch`
+    with the same meaning), fed padded batches (`input_ids`, `attention_mask`, `labels`) or packed ones in the
+    `DataCollatorWithFlattening` format.
+
+    Example:
+
+    ```python
+    >>> from neobert_hf import NeoBERTConfig, NeoBERTForMaskedLM
+    >>> from neobert_hf.training import NeoBERTTrainer, NeoBERTTrainingArguments
+    >>> args = NeoBERTTrainingArguments(output_dir="out", max_steps=100, report_to="none")
+    >>> trainer = NeoBERTTrainer(model=NeoBERTForMaskedLM(NeoBERTConfig()), args=args,  # doctest: +SKIP
+    ...                          train_dataset=train, data_collator=collator, processing_class=tokenizer)
+    >>> trainer.train(resume_from_checkpoint="latest")  # doctest: +SKIP
+    ```
+    """
+
+    def __init__(self, model: nn.Module | None = None, args: NeoBERTTrainingArguments | None = None, **kwargs):
+        if args is None:
+            raise ValueError("NeoBERTTrainer needs args=NeoBERTTrainingArguments(output_dir=...).")
+        if not isinstance(args, NeoBERTTrainingArguments):
+            raise TypeError(
+                f"NeoBERTTrainer needs NeoBERTTrainingArguments, got {type(args).__name__}: its MLM, optimizer and "
+                "checkpoint options would be missing."
+            )
+        super().__init__(model=model, args=args, **kwargs)
+        # compute_loss always hands num_items_in_batch to the model, so the Trainer must count it.
+        self.model_accepts_loss_kwargs = True
+
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        pad_token_id = getattr(getattr(unwrapped, "config", None), "pad_token_id", None)
+        if pad_token_id is None:
+            pad_token_id = getattr(self.processing_class, "pad_token_id", None)
+        self._monitor = ThroughputMonitor(
+            self.args.device,
+            pad_token_id=pad_token_id,
+            log_timing=self.args.log_timing,
+            log_accuracy=self.args.log_train_accuracy,
+        )
+        self.add_callback(self._monitor)
+        self.add_callback(FinalCheckpointCallback())
+        if not self.args.report_to:
+            if self.callback_handler.pop_callback(ProgressCallback) is not None:
+                self.add_callback(CompactProgressCallback(max_str_len=100))
+            elif self.callback_handler.pop_callback(PrinterCallback) is not None:
+                self.add_callback(CompactPrinterCallback())
+
+        self._qk_clip: QKClip | None = None
+        if self.args.optimizer == "muonclip" and self.args.qk_clip_threshold is not None:
+            self._qk_clip = QKClip(
+                unwrapped,
+                threshold=self.args.qk_clip_threshold,
+                alpha=self.args.qk_clip_alpha,
+                interval=self.args.qk_clip_interval,
+                warmup_steps=self.args.qk_clip_warmup_steps,
+                chunk_size=self.args.qk_clip_chunk_size,
+            )
+            self.add_callback(QKClipCallback(self._qk_clip))
+
+        self._in_training_step = False
+        self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.args.device)
+        self._eval_sums: torch.Tensor | None = None
+        self._resume_dir: str | None = None
+        self._data_tracker: StreamPositionTracker | None = None
+        self._data_batches = 0
+        self._data_state_restored = False
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Loss
+    # ------------------------------------------------------------------------------------------------------------------
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, torch.Tensor | Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ):
+        """MLM loss of one microbatch: the model sums the cross-entropy of the masked tokens in fp32 and divides it
+        by `num_items_in_batch`, the Trainer's count of masked tokens in the whole optimizer step (all microbatches,
+        all ranks when `average_tokens_across_devices`); `Trainer.compute_loss` then multiplies by the number of
+        processes to undo DDP's gradient averaging. The sum over the step is therefore the mean loss of one large
+        batch, and so is the gradient. Only the masked rows reach the decoder unless `masked_logits_only_loss=False`.
+        """
+        training = self._in_training_step
+        if training:
+            self._monitor.forward_start()
+        inputs = {**inputs, "sparse_prediction": self.args.masked_logits_only_loss}
+        loss, outputs = super().compute_loss(
+            model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+        )
+        if training:
+            self._monitor.forward_end()
+            correct = None
+            if self.args.log_train_accuracy and "labels" in inputs:
+                correct = self._count_correct(outputs, inputs["labels"])
+            self._monitor.count(inputs, correct)
+        return (loss, outputs) if return_outputs else loss
+
+    @torch.no_grad()
+    def _count_correct(self, outputs, labels: torch.Tensor) -> torch.Tensor:
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[1]
+        selected = labels != -100
+        targets = labels[selected]
+        if logits.dim() == 2 and logits.shape[0] == targets.numel():  # masked rows only
+            predictions = logits.argmax(-1)
+        else:
+            predictions = logits.argmax(-1)[selected]
+        return (predictions == targets).sum()
+
+    def training_step(self, model: nn.Module, inputs: dict[str, torch.Tensor | Any], num_items_in_batch=None):
+        last_microbatch = self.accelerator.sync_gradients
+        if self._qk_clip is not None:
+            # QK-clip reads the attention logits of the last microbatch of the steps where it runs.
+            self._qk_clip.capturing = last_microbatch and self._qk_clip.is_due(self.state.global_step + 1)
+        self._in_training_step = True
+        try:
+            loss = super().training_step(model, inputs, num_items_in_batch)
+        finally:
+            self._in_training_step = False
+            if self._qk_clip is not None:
+                self._qk_clip.capturing = False
+        self._monitor.backward_end()
+        self._nonfinite |= ~torch.isfinite(loss)
+        if last_microbatch:
+            self._raise_if_nonfinite()
+        return loss
+
+    def _raise_if_nonfinite(self) -> None:
+        flag = self._nonfinite
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            flag = flag.to(torch.int32)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        if not bool(flag):
+            return
+        self._nonfinite.zero_()
+        last = latest_checkpoint(self._get_output_dir(None))
+        raise NonFiniteLossError(
+            f"Non-finite training loss (NaN or inf) at optimizer step {self.state.global_step + 1}. Training stopped "
+            "before applying that update; no checkpoint of this state was written. Last good checkpoint: "
+            f"{last or 'none'}. Try a lower learning_rate, a longer warmup, gradient clipping (max_grad_norm), bf16 "
+            "instead of lower precision, or check the data for broken batches; then resume from the last checkpoint."
+        )
+
+    def get_batch_samples(self, epoch_iterator, num_batches: int, device: torch.device):
+        start = time.perf_counter()
+        batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        self._monitor.record_data_wait(time.perf_counter() - start)
+        self._data_batches += len(batch_samples)
+        return batch_samples, num_items_in_batch
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Optimizer
+    # ------------------------------------------------------------------------------------------------------------------
+
+    def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
+        if self.optimizer is None and self.args.optimizer == "muonclip":
+            opt_model = self.model if model is None else model
+            self.optimizer = build_muonclip(opt_model, self.args, self.get_decay_parameter_names(opt_model))
+            return self.optimizer
+        return super().create_optimizer(model)
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Evaluation
+    # ------------------------------------------------------------------------------------------------------------------
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        loader = super().get_eval_dataloader(eval_dataset)
+        if self.args.eval_max_batches is not None:
+            return _FirstBatches(loader, self.args.eval_max_batches)
+        return loader
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        start = time.perf_counter()
+        try:
+            return super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+        finally:
+            self._monitor.exclude(time.perf_counter() - start)
+
+    def prediction_step(self, model, inputs, prediction_loss_only: bool, ignore_keys=None):
+        """Loss-only evaluation: adds this batch's summed cross-entropy, masked-token count and correct predictions
+        to running totals (on the device, no sync) and returns its mean loss. Logits are never kept."""
+        if not prediction_loss_only or inputs.get("labels") is None or self._eval_sums is None:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+        inputs = self._prepare_inputs(inputs)
+        labels = inputs["labels"]
+        with torch.no_grad(), self.compute_loss_context_manager():
+            # num_items_in_batch=1: the model returns the fp32 *sum* of the masked-token cross-entropy.
+            outputs = model(**inputs, sparse_prediction=self.args.masked_logits_only_loss, num_items_in_batch=1)
+            loss_sum = outputs["loss"].detach().float()
+            count = (labels != -100).sum()
+            correct = self._count_correct(outputs, labels)
+        self._eval_sums += torch.stack([loss_sum.to(self._eval_sums.dtype), count, correct]).to(self._eval_sums.dtype)
+        return loss_sum / count.clamp(min=1), None, None
+
+    def evaluation_loop(
+        self, dataloader, description: str, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ) -> EvalLoopOutput:
+        dtype = torch.float32 if self.args.device.type == "mps" else torch.float64
+        self._eval_sums = torch.zeros(3, dtype=dtype, device=self.args.device)
+        try:
+            output = super().evaluation_loop(
+                dataloader,
+                description,
+                prediction_loss_only=prediction_loss_only,
+                ignore_keys=ignore_keys,
+                metric_key_prefix=metric_key_prefix,
+            )
+            sums = self._eval_sums
+        finally:
+            self._eval_sums = None
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(sums)
+        loss_sum, count, correct = sums.tolist()
+        if count == 0:
+            if any(v is not None for v in (output.predictions, output.label_ids)) or loss_sum != 0:
+                return output  # the generic path ran (compute_metrics / predictions): keep its metrics
+            logger.warning("The evaluation data has no masked token (labels all -100): eval loss reported as 0.")
+        metrics = dict(output.metrics)
+        loss = loss_sum / count if count else 0.0
+        metrics[f"{metric_key_prefix}_loss"] = loss
+        metrics[f"{metric_key_prefix}_perplexity"] = math.exp(loss) if loss < 700 else float("inf")
+        metrics[f"{metric_key_prefix}_mlm_accuracy"] = correct / count if count else 0.0
+        metrics[f"{metric_key_prefix}_masked_tokens"] = int(count)
+        return EvalLoopOutput(
+            predictions=output.predictions,
+            label_ids=output.label_ids,
+            metrics=metrics,
+            num_samples=output.num_samples,
+        )
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Logging
+    # ------------------------------------------------------------------------------------------------------------------
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and not any(k.startswith("eval_") for k in logs):
+            logs.update(self._monitor.pop_metrics())
+            if self._qk_clip is not None and self._qk_clip.last_max_logit is not None:
+                logs["qk_max_logit"] = self._qk_clip.last_max_logit
+                logs["qk_clipped_heads"] = self._qk_clip.last_clipped_heads
+        super().log(logs, start_time)
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Data position
+    # ------------------------------------------------------------------------------------------------------------------
+
+    def get_train_dataloader(self):
+        if self.train_dataset is None:
+            raise ValueError("Trainer: training requires a train_dataset.")
+        dataset = self.train_dataset
+        self._data_tracker, self._data_batches, self._data_state_restored = None, 0, False
+        if isinstance(dataset, IterableDataset) and is_stateful(dataset):
+            if self._resume_dir is not None and not self.args.ignore_data_skip:
+                dataset.load_state_dict(load_data_state(self._resume_dir))
+                self._data_state_restored = True
+            if self.args.dataloader_num_workers > 0:
+                logger.warning(
+                    "The stream position of a stateful IterableDataset is tracked only with dataloader_num_workers=0 "
+                    "(with workers it lives in the worker processes): checkpoints of this run hold no data_state and "
+                    "cannot resume the stream exactly."
+                )
+            else:
+                self._data_tracker = StreamPositionTracker(dataset, items_per_batch=self._train_batch_size or 1)
+                dataset = self._data_tracker
+        return self._get_dataloader(
+            dataset=dataset,
+            description="Training",
+            batch_size=self._train_batch_size,
+            sampler_fn=self._get_train_sampler,
+            is_training=True,
+        )
+
+    def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial):
+        epochs_trained, steps_trained_in_current_epoch = super()._init_training_state(
+            max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
+        )
+        if self._data_state_restored:
+            # The dataset already continues from the checkpoint: skipping batches would skip data twice.
+            steps_trained_in_current_epoch = 0
+        return epochs_trained, steps_trained_in_current_epoch
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Checkpoints
+    # ------------------------------------------------------------------------------------------------------------------
+
+    def train(self, resume_from_checkpoint: str | int | bool | None = None, trial=None, ignore_keys_for_eval=None):
+        """Runs training; `resume_from_checkpoint` (default: `args.resume_from_checkpoint`) is `"latest"`/`True`,
+        a step number or a checkpoint folder, checked for completeness before anything starts. The final step is
+        saved when training stops (`save_final_checkpoint`), unless it stopped on a non-finite loss."""
+        if resume_from_checkpoint is None:
+            resume_from_checkpoint = self.args.resume_from_checkpoint
+        path = None
+        if resume_from_checkpoint is not None and resume_from_checkpoint is not False:
+            path = resolve_checkpoint(resume_from_checkpoint, self._get_output_dir(trial))
+            self._check_resumable(path)
+        self._resume_dir = path
+        try:
+            output = super().train(resume_from_checkpoint=path, trial=trial, ignore_keys_for_eval=ignore_keys_for_eval)
+        finally:
+            self._resume_dir = None
+        run_dir = self._get_output_dir(trial)
+        if (
+            self.args.save_final_checkpoint
+            and self.state.global_step > 0
+            and not os.path.isdir(checkpoint_dir(run_dir, self.state.global_step))
+        ):
+            self._save_checkpoint(self.model_wrapped, trial)
+        return output
+
+    def _check_resumable(self, path: str) -> None:
+        if not self.is_deepspeed_enabled and not any(name.startswith("optimizer") for name in os.listdir(path)):
+            raise CheckpointError(
+                f"{path} holds no optimizer state (saved with save_only_model=True?), so training cannot resume from "
+                "it. Start a new run from its weights instead (load it with from_pretrained)."
+            )
+        dataset = self.train_dataset
+        if isinstance(dataset, IterableDataset) and not self.args.ignore_data_skip:
+            if not is_stateful(dataset):
+                raise CheckpointError(
+                    f"Cannot resume the training stream: {type(dataset).__name__} has no state_dict()/load_state_dict(), "
+                    "so its position cannot be restored (replaying it would not be guaranteed to give the same data). "
+                    "Use a stateful dataset (datasets.IterableDataset, the packing dataset of neobert_hf.data), a "
+                    "map-style dataset, or pass ignore_data_skip=True to restart the stream from its beginning."
+                )
+            if load_data_state(path) is None:
+                raise CheckpointError(
+                    f"{path} holds no data_state.json/.pt, so the stream position of the stateful training dataset "
+                    "cannot be restored (was it saved with dataloader_num_workers > 0?). Pass ignore_data_skip=True to "
+                    "restart the stream from its beginning."
+                )
+
+    def _issue_warnings_after_load(self, load_result) -> None:
+        """Resuming loads the weights with `strict=False`; fail on any key that is really missing or unexpected
+        (a tied weight that shares storage with a loaded one is not missing)."""
+        state = self.model.state_dict()
+        missing = set(load_result.missing_keys)
+        loaded_ptrs = {t.data_ptr() for k, t in state.items() if k not in missing}
+        really_missing = sorted(k for k in missing if k not in state or state[k].data_ptr() not in loaded_ptrs)
+        unexpected = sorted(load_result.unexpected_keys)
+        if really_missing or unexpected:
+            raise CheckpointError(
+                f"The checkpoint does not match the model: missing keys {really_missing}, unexpected keys "
+                f"{unexpected}. Resume with the model configuration the checkpoint was trained with."
+            )
+        if missing:
+            self.model.tie_weights()
+
+    def _shared_token(self) -> str:
+        token = [secrets.token_hex(4)]
+        if self.args.world_size > 1:
+            from accelerate.utils import broadcast_object_list
+
+            broadcast_object_list(token)
+        return token[0]
+
+    def _save_checkpoint(self, model: nn.Module, trial) -> None:
+        """Writes `checkpoints/.tmp-<step>-<random>/` (model, tokenizer, model card, optimizer, scheduler, RNG, data
+        position, trainer state last), renames it to `checkpoints/<step>/`, then applies `save_total_limit`."""
+        start = time.perf_counter()
+        if self.hp_search_backend is None and trial is None:
+            self.store_flos()
+        run_dir = self._get_output_dir(trial=trial)
+        step = self.state.global_step
+        final_dir = checkpoint_dir(run_dir, step)
+        tmp_dir = new_tmp_dir(run_dir, step, self._shared_token())
+        os.makedirs(tmp_dir, exist_ok=True)
+
+        self.save_model(tmp_dir, _internal_call=True)
+
+        if self.args.save_strategy in (SaveStrategy.STEPS, SaveStrategy.EPOCH, SaveStrategy.BEST) and (
+            self.state.best_global_step
+        ):
+            best_dir = checkpoint_dir(run_dir, self.state.best_global_step)
+            if self.state.best_global_step == step or os.path.isdir(best_dir):
+                self.state.best_model_checkpoint = best_dir
+
+        if not self.args.save_only_model:
+            self._save_optimizer_and_scheduler(tmp_dir)
+            self._save_scaler(tmp_dir)
+            self._save_rng_state(tmp_dir)
+
+        if self.args.should_save:
+            if self._data_tracker is not None:
+                save_data_state(tmp_dir, self._data_tracker.state_after_batches(self._data_batches))
+            unwrapped = self.accelerator.unwrap_model(self.model)
+            with open(os.path.join(tmp_dir, MODEL_CARD_NAME), "w") as f:
+                f.write(render_model_card(unwrapped, self.args, self.state, final_dir))
+            for cb in [c for c in self.callback_handler.callbacks + [self.control] if isinstance(c, ExportableState)]:
+                name, cb_state = cb.__class__.__name__, cb.state()
+                if isinstance(self.state.stateful_callbacks.get(name), list):
+                    self.state.stateful_callbacks[name].append(cb_state)
+                else:
+                    self.state.stateful_callbacks[name] = cb_state
+            # Written last: its presence marks the folder complete.
+            self.state.save_to_json(os.path.join(tmp_dir, TRAINER_STATE_NAME))
+
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            publish(tmp_dir, final_dir)
+            if self.args.push_to_hub:
+                self._push_from_checkpoint(final_dir)
+            for path in rotate(run_dir, self.args.save_total_limit, keep=[self.state.best_model_checkpoint]):
+                logger.info(f"Deleted {path} (save_total_limit={self.args.save_total_limit} or interrupted save)")
+        self.accelerator.wait_for_everyone()
+        self._monitor.exclude(time.perf_counter() - start)
+
+
+__all__ = ["NeoBERTTrainer", "NonFiniteLossError"]
