@@ -326,7 +326,15 @@ def write_jsonl_gz(path: Path, records: list[dict]) -> None:
 
 def train_tokenizer(texts: list[str], out_dir: Path) -> None:
     """Train a lowercase BERT-style WordPiece tokenizer and save it in transformers' format."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import BertTokenizerFast
 
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))

@@ -1,0 +1,527 @@
+"""Load pretraining text from any `datasets` source and resolve its train and eval parts.
+
+Sources accepted by [`load_splits`] and [`load_pretraining_data`]:
+
+- a Hub dataset name (with an optional `config_name`), e.g. `"wikitext"` + `"wikitext-103-raw-v1"`;
+- a folder written by `save_to_disk` (a `Dataset` or a `DatasetDict`, e.g. the output of `neobert-hf preprocess`);
+- any other local folder that `datasets.load_dataset` understands (files named `train.*`, `validation.*`, ...
+  become splits), such as the shipped `data/corpus/`;
+- local files: `.json`, `.jsonl`, `.ndjson`, `.parquet`, `.txt`, `.csv`, `.tsv`, `.arrow`, optionally compressed
+  (`.gz`, `.bz2`, `.xz`, `.zst`), given as one path, a glob, a list of paths/globs (one "train" split), or a
+  mapping `{"train": ..., "validation": ...}`.
+
+Eval data is resolved in this order (the first that applies wins), see [`load_pretraining_data`]:
+
+1. an explicit `eval_split` (slicing allowed, e.g. `"train[-1000:]"`);
+2. the first split named `validation`, `eval`, `test` or `dev` that the source has;
+3. `eval_fraction`: a seeded random fraction of the train split (map-style datasets only);
+4. `eval_samples`: the first `eval_samples` documents of the train split, which are then *skipped* for training so
+   that nothing leaks (works for streams and map-style datasets);
+5. otherwise no eval data.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import datasets
+from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+
+__all__ = [
+    "EVAL_SPLIT_NAMES",
+    "TEXT_COLUMN_NAMES",
+    "PretrainingData",
+    "find_text_column",
+    "is_tokenized",
+    "load_pretraining_data",
+    "load_splits",
+    "select_split",
+]
+
+TEXT_COLUMN_NAMES: tuple[str, ...] = ("text", "content", "document", "sentence", "body", "passage", "article")
+"""Column names tried, in order, when no text column is given."""
+
+EVAL_SPLIT_NAMES: tuple[str, ...] = ("validation", "eval", "test", "dev")
+"""Split names tried, in order, when no eval split is given."""
+
+_BUILDER_BY_EXTENSION = {
+    ".json": "json",
+    ".jsonl": "json",
+    ".ndjson": "json",
+    ".parquet": "parquet",
+    ".txt": "text",
+    ".text": "text",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".arrow": "arrow",
+}
+_COMPRESSION_EXTENSIONS = (".gz", ".bz2", ".xz", ".zst", ".lz4")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_SPLIT_SPEC = re.compile(r"^(?P<name>[\w.\-]+)(?:\[(?P<start>[^:\]]*):(?P<stop>[^:\]]*)\])?$")
+
+AnyDataset = Dataset | IterableDataset
+Source = str | os.PathLike | Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike | Sequence[str]]
+
+
+@dataclass
+class PretrainingData:
+    """Train and eval data resolved by [`load_pretraining_data`].
+
+    Attributes:
+        train (`Dataset` or `IterableDataset`):
+            The training documents.
+        eval (`Dataset` or `IterableDataset`, *optional*):
+            The eval documents, or `None` when none could be resolved.
+        text_column (`str`, *optional*):
+            The column holding the raw text; `None` when the data is already tokenized (`input_ids`).
+        tokenized (`bool`):
+            Whether the data already has an `input_ids` column (e.g. the output of `neobert-hf preprocess`).
+        eval_origin (`str`):
+            Where eval came from: `"split"` (explicit), `"auto_split"` (detected split name), `"fraction"`,
+            `"head"` (first `eval_samples` documents, skipped for training) or `"none"`.
+        description (`str`):
+            One human-readable line describing the resolution, for logs.
+    """
+
+    train: AnyDataset
+    eval: AnyDataset | None
+    text_column: str | None
+    tokenized: bool
+    eval_origin: Literal["split", "auto_split", "fraction", "head", "none"]
+    description: str
+
+    @property
+    def streaming(self) -> bool:
+        return isinstance(self.train, IterableDataset)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sources
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _builder_for(path: str) -> tuple[str, dict[str, Any]]:
+    name = Path(path).name.lower()
+    for compression in _COMPRESSION_EXTENSIONS:
+        if name.endswith(compression):
+            name = name[: -len(compression)]
+            break
+    extension = Path(name).suffix
+    if extension not in _BUILDER_BY_EXTENSION:
+        supported = ", ".join(sorted(_BUILDER_BY_EXTENSION))
+        raise ValueError(
+            f"Cannot tell the format of {path!r} from its extension {extension or '(none)'!r}. Supported: {supported} "
+            f"(optionally compressed with {', '.join(_COMPRESSION_EXTENSIONS)}); or save the data with "
+            "`Dataset.save_to_disk` and pass that folder."
+        )
+    return _BUILDER_BY_EXTENSION[extension], ({"sep": "\t"} if extension == ".tsv" else {})
+
+
+def _expand_files(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
+    items = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
+    if not items:
+        raise ValueError("An empty list of data files was given.")
+    files: list[str] = []
+    for item in items:
+        item = os.path.expanduser(os.fspath(item))
+        if _GLOB_CHARS.search(item):
+            matches = sorted(glob.glob(item, recursive=True))
+            matches = [m for m in matches if os.path.isfile(m)]
+            if not matches:
+                raise FileNotFoundError(f"No file matches the pattern {item!r}; check the path and the pattern.")
+            files.extend(matches)
+        elif os.path.isfile(item):
+            files.append(item)
+        else:
+            raise FileNotFoundError(
+                f"Data file {item!r} does not exist"
+                + (" (it is a folder: pass the folder itself, not in a list)" if os.path.isdir(item) else "")
+                + "."
+            )
+    return files
+
+
+def _files_builder(files: list[str]) -> tuple[str, dict[str, Any]]:
+    builders = [_builder_for(f) for f in files]
+    names = {name for name, _ in builders}
+    if len(names) > 1:
+        raise ValueError(
+            f"The data files mix formats ({', '.join(sorted(names))}); load one format at a time: {files[:5]}"
+        )
+    return builders[0]
+
+
+def _is_saved_dataset(path: str) -> bool:
+    """A folder written by `save_to_disk` (a `DatasetDict` or a single `Dataset`)."""
+    return os.path.isfile(os.path.join(path, "dataset_dict.json")) or os.path.isfile(os.path.join(path, "state.json"))
+
+
+def _looks_like_path(source: str) -> bool:
+    """Hub names are `name` or `owner/name`; anything else that does not exist is a mistyped path."""
+    lowered = source.lower()
+    return (
+        source.startswith(("/", "./", "../", "~", "\\", "."))
+        or source.count("/") > 1
+        or any(lowered.endswith(ext) for ext in (*_BUILDER_BY_EXTENSION, *_COMPRESSION_EXTENSIONS))
+    )
+
+
+def _to_dict(loaded: Any, streaming: bool) -> DatasetDict | IterableDatasetDict:
+    if isinstance(loaded, (Dataset, IterableDataset)):
+        loaded = (IterableDatasetDict if isinstance(loaded, IterableDataset) else DatasetDict)({"train": loaded})
+    if streaming and isinstance(loaded, DatasetDict):
+        loaded = IterableDatasetDict({name: split.to_iterable_dataset() for name, split in loaded.items()})
+    return loaded
+
+
+def load_splits(
+    source: Source,
+    *,
+    config_name: str | None = None,
+    streaming: bool = False,
+    cache_dir: str | None = None,
+    **load_kwargs: Any,
+) -> DatasetDict | IterableDatasetDict:
+    """Load every split of a dataset source.
+
+    Args:
+        source (`str`, `os.PathLike`, list of paths or mapping split -> paths):
+            A Hub name, a `save_to_disk` folder, a data folder, a file, a glob, a list of files/globs (one "train"
+            split) or a mapping from split name to files. See the module docstring.
+        config_name (`str`, *optional*):
+            The Hub dataset configuration (e.g. `"wikitext-103-raw-v1"`); only for Hub names.
+        streaming (`bool`, *optional*, defaults to `False`):
+            Return `IterableDataset`s that read lazily. A `save_to_disk` folder is converted with
+            `to_iterable_dataset()`.
+        cache_dir (`str`, *optional*):
+            The `datasets` cache folder.
+        load_kwargs:
+            Passed to `datasets.load_dataset` (e.g. `sample_by="document"` for text files, `revision`).
+
+    Returns:
+        `DatasetDict` or `IterableDatasetDict`.
+
+    Raises:
+        `FileNotFoundError`: a local path, file or glob that does not exist or matches nothing.
+        `ValueError`: an unknown file format, mixed formats, or a Hub dataset that cannot be loaded.
+    """
+    if isinstance(source, Mapping):
+        data_files = {str(split): _expand_files(spec) for split, spec in source.items()}
+        builder, extra = _files_builder([f for files in data_files.values() for f in files])
+        loaded = datasets.load_dataset(
+            builder, data_files=data_files, streaming=streaming, cache_dir=cache_dir, **{**extra, **load_kwargs}
+        )
+        return _to_dict(loaded, streaming)
+    if not isinstance(source, (str, os.PathLike)):
+        files = _expand_files(source)
+        builder, extra = _files_builder(files)
+        loaded = datasets.load_dataset(
+            builder, data_files={"train": files}, streaming=streaming, cache_dir=cache_dir, **{**extra, **load_kwargs}
+        )
+        return _to_dict(loaded, streaming)
+
+    path = os.path.expanduser(os.fspath(source))
+    if _GLOB_CHARS.search(path):
+        return load_splits([path], streaming=streaming, cache_dir=cache_dir, **load_kwargs)
+    if os.path.isdir(path):
+        if _is_saved_dataset(path):
+            return _to_dict(datasets.load_from_disk(path), streaming)
+        try:
+            loaded = datasets.load_dataset(path, config_name, streaming=streaming, cache_dir=cache_dir, **load_kwargs)
+        except (FileNotFoundError, ValueError) as error:
+            raise ValueError(
+                f"Could not load the folder {path!r} as a dataset ({error}). It should either be written by "
+                "`save_to_disk` or contain data files (json/jsonl/parquet/txt/csv), ideally named after their "
+                "split (train.jsonl.gz, validation.jsonl.gz)."
+            ) from error
+        return _to_dict(loaded, streaming)
+    if os.path.isfile(path):
+        return load_splits([path], streaming=streaming, cache_dir=cache_dir, **load_kwargs)
+    if _looks_like_path(os.fspath(source)):
+        raise FileNotFoundError(
+            f"{path!r} does not exist. Pass an existing file, folder (e.g. one written by `save_to_disk`) or glob, "
+            "or a Hub dataset name such as 'wikitext'."
+        )
+    try:
+        loaded = datasets.load_dataset(path, config_name, streaming=streaming, cache_dir=cache_dir, **load_kwargs)
+    except Exception as error:  # the Hub raises many types (offline, gated, missing config, ...)
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
+        hint = " The Hub is disabled (HF_HUB_OFFLINE=1) and the dataset is not cached." if offline else ""
+        raise ValueError(
+            f"Could not load {path!r} from the Hugging Face Hub"
+            + (f" (config {config_name!r})" if config_name else "")
+            + f": {type(error).__name__}: {error}.{hint} For local data pass a path that exists."
+        ) from error
+    return _to_dict(loaded, streaming)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Splits and columns
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _resolve_bound(value: str, n: int | None, what: str, spec: str) -> int | None:
+    value = value.strip()
+    if value == "":
+        return None
+    if value.endswith("%"):
+        if n is None:
+            raise ValueError(
+                f"Split {spec!r}: percent slices need the dataset length, which a stream does not have. Use absolute "
+                "counts, e.g. 'train[:10000]'."
+            )
+        return round(float(value[:-1]) * n / 100)
+    try:
+        bound = int(value)
+    except ValueError:
+        raise ValueError(f"Split {spec!r}: the {what} bound {value!r} is not an integer or a percentage.") from None
+    if bound < 0:
+        if n is None:
+            raise ValueError(f"Split {spec!r}: negative bounds need the dataset length, which a stream does not have.")
+        bound += n
+    return bound
+
+
+def select_split(splits: DatasetDict | IterableDatasetDict, spec: str) -> AnyDataset:
+    """Pick one split by name, with optional slicing (`"train"`, `"train[:1%]"`, `"train[1000:]"`, `"test[-500:]"`).
+
+    Percent and negative bounds need a map-style dataset; streams take absolute non-negative bounds (done with
+    `skip`/`take`).
+
+    Args:
+        splits (`DatasetDict` or `IterableDatasetDict`):
+            As returned by [`load_splits`].
+        spec (`str`):
+            Split name with an optional `[start:stop]` slice.
+
+    Returns:
+        `Dataset` or `IterableDataset`.
+    """
+    match = _SPLIT_SPEC.match(spec.strip())
+    if match is None:
+        raise ValueError(f"Cannot parse the split {spec!r}; expected e.g. 'train', 'train[:1%]' or 'train[100:2000]'.")
+    name = match.group("name")
+    if name not in splits:
+        raise ValueError(f"Split {name!r} not found; the dataset has the splits {sorted(splits)}.")
+    dataset = splits[name]
+    if match.group("start") is None:
+        return dataset
+    n = len(dataset) if isinstance(dataset, Dataset) else None
+    start = _resolve_bound(match.group("start"), n, "start", spec) or 0
+    stop = _resolve_bound(match.group("stop"), n, "stop", spec)
+    if isinstance(dataset, Dataset):
+        stop = n if stop is None else min(stop, n)
+        return dataset.select(range(max(start, 0), max(stop, start)))
+    if start:
+        dataset = dataset.skip(start)
+    return dataset if stop is None else dataset.take(max(stop - start, 0))
+
+
+def _first_example(dataset: AnyDataset) -> dict[str, Any] | None:
+    if isinstance(dataset, Dataset):
+        return dataset[0] if len(dataset) else None
+    return next(iter(dataset.take(1)), None)
+
+
+def _column_types(dataset: AnyDataset) -> dict[str, str]:
+    """Column name -> "string" / "tokens" / "other", from features when known, else from the first example."""
+    features = dataset.features
+    if features is not None:
+        kinds = {}
+        for name, feature in features.items():
+            dtype = getattr(feature, "dtype", None)
+            inner = getattr(feature, "feature", None)
+            if dtype in ("string", "large_string"):
+                kinds[name] = "string"
+            elif inner is not None and getattr(inner, "dtype", "").startswith(("int", "uint")):
+                kinds[name] = "tokens"
+            else:
+                kinds[name] = "other"
+        return kinds
+    first = _first_example(dataset)
+    if first is None:
+        return {}
+    kinds = {}
+    for name, value in first.items():
+        if isinstance(value, str):
+            kinds[name] = "string"
+        elif isinstance(value, list) and (not value or isinstance(value[0], int)):
+            kinds[name] = "tokens"
+        else:
+            kinds[name] = "other"
+    return kinds
+
+
+def find_text_column(dataset: AnyDataset, text_column: str | None = None) -> str:
+    """Return the column holding the text: `text_column` if given (checked), else auto-detected.
+
+    Auto-detection takes the first of [`TEXT_COLUMN_NAMES`] that is a string column, else the only string column.
+
+    Raises:
+        `ValueError`: the given column is missing, or no/several candidate string columns (the message lists the
+        columns and says to pass `text_column`).
+    """
+    kinds = _column_types(dataset)
+    if text_column is not None:
+        if text_column not in kinds:
+            raise ValueError(
+                f"Text column {text_column!r} not found; the dataset has the columns {sorted(kinds)}. "
+                "Pass one of them as `text_column`."
+            )
+        return text_column
+    strings = [name for name, kind in kinds.items() if kind == "string"]
+    for candidate in TEXT_COLUMN_NAMES:
+        if candidate in strings:
+            return candidate
+    if len(strings) == 1:
+        return strings[0]
+    if not strings:
+        raise ValueError(
+            f"No text column found: the dataset has no string column (columns: {sorted(kinds)}). Pass `text_column`, "
+            "or, for pre-tokenized data, make sure it has an `input_ids` column."
+        )
+    raise ValueError(
+        f"Cannot tell which column holds the text among the string columns {strings}; pass `text_column` "
+        "(e.g. `text_column='" + strings[0] + "'`)."
+    )
+
+
+def is_tokenized(dataset: AnyDataset, input_column: str = "input_ids") -> bool:
+    """Whether the dataset already holds token ids in `input_column` (a list-of-integers column)."""
+    return _column_types(dataset).get(input_column) == "tokens"
+
+
+def _check_not_empty(dataset: AnyDataset, what: str) -> None:
+    empty = len(dataset) == 0 if isinstance(dataset, Dataset) else _first_example(dataset) is None
+    if empty:
+        raise ValueError(
+            f"The {what} is empty (no rows). Check the source, the split slice and any filter; a split slice such as "
+            "'train[:0.001%]' can round to zero rows."
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Train / eval resolution
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def load_pretraining_data(
+    source: Source,
+    *,
+    config_name: str | None = None,
+    train_split: str = "train",
+    eval_split: str | None = None,
+    eval_fraction: float | None = None,
+    eval_samples: int | None = None,
+    streaming: bool = False,
+    text_column: str | None = None,
+    seed: int = 0,
+    cache_dir: str | None = None,
+    **load_kwargs: Any,
+) -> PretrainingData:
+    """Load a pretraining source and resolve its train and eval data.
+
+    Args:
+        source:
+            See [`load_splits`].
+        config_name (`str`, *optional*):
+            Hub dataset configuration.
+        train_split (`str`, *optional*, defaults to `"train"`):
+            Train split, slicing allowed (`"train[:1%]"`).
+        eval_split (`str`, *optional*):
+            Explicit eval split (slicing allowed). Without it, the first of [`EVAL_SPLIT_NAMES`] present is used.
+        eval_fraction (`float`, *optional*):
+            Without an eval split: hold out this random fraction of train (seeded by `seed`). Map-style only.
+        eval_samples (`int`, *optional*):
+            Without an eval split: use the first `eval_samples` train documents for eval and skip them for training
+            (no leakage). Works for streams.
+        streaming (`bool`, *optional*, defaults to `False`):
+            Stream the data (`IterableDataset`).
+        text_column (`str`, *optional*):
+            Column with the text; auto-detected when not given (see [`find_text_column`]). Pre-tokenized data
+            (an `input_ids` column) needs none.
+        seed (`int`, *optional*, defaults to 0):
+            Seed of the `eval_fraction` split.
+        cache_dir (`str`, *optional*):
+            The `datasets` cache folder.
+        load_kwargs:
+            Passed to `datasets.load_dataset`.
+
+    Returns:
+        [`PretrainingData`].
+
+    Example:
+
+    ```python
+    >>> from neobert_hf.data import load_pretraining_data
+    >>> data = load_pretraining_data("data/corpus")
+    >>> data.eval_origin, data.text_column
+    ('auto_split', 'text')
+    ```
+    """
+    if eval_fraction is not None and eval_samples is not None:
+        raise ValueError("Pass either eval_fraction or eval_samples, not both.")
+    if eval_fraction is not None and not 0.0 < eval_fraction < 1.0:
+        raise ValueError(f"eval_fraction must be in (0, 1), got {eval_fraction}.")
+    if eval_samples is not None and eval_samples <= 0:
+        raise ValueError(f"eval_samples must be a positive integer, got {eval_samples}.")
+
+    splits = load_splits(source, config_name=config_name, streaming=streaming, cache_dir=cache_dir, **load_kwargs)
+    train = select_split(splits, train_split)
+    _check_not_empty(train, f"train split {train_split!r} of {source!r}")
+    train_name = _SPLIT_SPEC.match(train_split.strip()).group("name")
+
+    evaluation: AnyDataset | None = None
+    origin: Literal["split", "auto_split", "fraction", "head", "none"] = "none"
+    if eval_split is not None:
+        evaluation, origin = select_split(splits, eval_split), "split"
+        description = f"eval: split {eval_split!r}"
+    else:
+        detected = next((name for name in EVAL_SPLIT_NAMES if name in splits and name != train_name), None)
+        if detected is not None:
+            evaluation, origin = splits[detected], "auto_split"
+            description = f"eval: detected split {detected!r}"
+        elif eval_fraction is not None:
+            if not isinstance(train, Dataset):
+                raise ValueError(
+                    "eval_fraction needs a map-style dataset, but the data is streamed (a stream has no length). "
+                    "Use eval_samples to take the head of the stream for eval instead."
+                )
+            parts = train.train_test_split(test_size=eval_fraction, seed=seed, shuffle=True)
+            train, evaluation, origin = parts["train"], parts["test"], "fraction"
+            description = f"eval: random {eval_fraction:.2%} of {train_split!r} (seed {seed}), removed from train"
+        elif eval_samples is not None:
+            if isinstance(train, Dataset):
+                if eval_samples >= len(train):
+                    raise ValueError(f"eval_samples={eval_samples} leaves no training data (train has {len(train)}).")
+                evaluation = train.select(range(eval_samples))
+                train = train.select(range(eval_samples, len(train)))
+            else:
+                evaluation, train = train.take(eval_samples), train.skip(eval_samples)
+            origin = "head"
+            description = f"eval: first {eval_samples} documents of {train_split!r}, skipped for training"
+        else:
+            description = f"eval: none (no split among {list(EVAL_SPLIT_NAMES)}, no eval_fraction/eval_samples)"
+    if evaluation is not None:
+        _check_not_empty(evaluation, f"eval data ({description})")
+
+    tokenized = text_column is None and is_tokenized(train)
+    column = None if tokenized else find_text_column(train, text_column)
+    if evaluation is not None and column is not None:
+        find_text_column(evaluation, column)
+    kind = "stream" if isinstance(train, IterableDataset) else f"{len(train)} documents"
+    content = "pre-tokenized input_ids" if tokenized else f"text column {column!r}"
+    return PretrainingData(
+        train=train,
+        eval=evaluation,
+        text_column=column,
+        tokenized=tokenized,
+        eval_origin=origin,
+        description=f"train: {train_split!r} ({kind}, {content}); {description}",
+    )

@@ -1,0 +1,373 @@
+"""Tokenizer preparation and dataset tokenization for MLM pretraining.
+
+- [`prepare_tokenizer`] / [`load_tokenizer`]: make sure the tokenizer has the pad and mask tokens MLM needs, and
+  pad its vocabulary with inert tokens to a multiple of `pad_vocab_to_multiple_of` (128 by default: tensor-core
+  friendly embedding and decoder shapes). The returned [`PreparedTokenizer`] carries the `vocab_size` and
+  `pad_token_id` to copy into the model config, so that `len(tokenizer) == config.vocab_size`.
+- [`tokenize_dataset`]: `datasets.map` (batched, `num_proc` processes) that turns text into `input_ids` with
+  `[CLS] ... [SEP]` around each document and **no truncation**: long documents are split into `max_seq_length`
+  chunks later by the packer, so no text is thrown away.
+- [`preprocess`]: load a source, tokenize every split and `save_to_disk` it for reuse (`neobert-hf preprocess`).
+
+Inert tokens are added as special tokens named `[unused_<k>]` (skipping names already in the vocabulary). They
+never come out of tokenizing ordinary text, MLM never selects them and never draws them as random replacements.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset, DatasetDict, Features, IterableDataset, List, Value
+
+from .loading import Source, find_text_column, load_splits, select_split
+
+__all__ = [
+    "INERT_TOKEN_FORMAT",
+    "PreparedTokenizer",
+    "TokenizeFunction",
+    "load_tokenizer",
+    "prepare_tokenizer",
+    "preprocess",
+    "tokenize_dataset",
+]
+
+INERT_TOKEN_FORMAT = "[unused_{}]"
+"""Name of the k-th inert vocabulary-padding token."""
+
+_PAD_CANDIDATES = ("[PAD]", "<pad>")
+_MASK_CANDIDATES = ("[MASK]", "<mask>")
+
+
+@dataclass(frozen=True)
+class PreparedTokenizer:
+    """A tokenizer ready for MLM, with the values the model config must share.
+
+    Attributes:
+        tokenizer (`PreTrainedTokenizerBase`):
+            The tokenizer (modified in place: pad/mask set, inert tokens added).
+        vocab_size (`int`):
+            `len(tokenizer)` after padding: set `config.vocab_size` to it.
+        pad_token_id (`int`):
+            Set `config.pad_token_id` to it.
+        mask_token_id (`int`):
+            Id of the mask token.
+        num_inert_tokens (`int`):
+            How many inert tokens were added by this call.
+        real_vocab_size (`int`):
+            `len(tokenizer)` before the inert tokens were added.
+    """
+
+    tokenizer: Any
+    vocab_size: int
+    pad_token_id: int
+    mask_token_id: int
+    num_inert_tokens: int
+    real_vocab_size: int
+
+    def config_updates(self) -> dict[str, int]:
+        """The model-config fields to sync: `{"vocab_size": ..., "pad_token_id": ...}`."""
+        return {"vocab_size": self.vocab_size, "pad_token_id": self.pad_token_id}
+
+
+def _ensure_special_token(tokenizer: Any, attribute: str, candidates: tuple[str, ...], add_missing: bool) -> None:
+    if getattr(tokenizer, f"{attribute}_id") is not None:
+        return
+    vocab = tokenizer.get_vocab()
+    for candidate in candidates:
+        if candidate in vocab:
+            tokenizer.add_special_tokens({attribute: candidate})
+            return
+    if not add_missing:
+        raise ValueError(
+            f"{type(tokenizer).__name__} has no {attribute.replace('_token', '')} token and none of "
+            f"{list(candidates)} is in its vocabulary, but MLM pretraining needs one. Pass "
+            f"`add_missing_special_tokens=True` to add {candidates[0]!r} as a new token (the model's vocabulary "
+            f"grows by one), or set `tokenizer.{attribute}` to an existing token that never occurs in text."
+        )
+    tokenizer.add_special_tokens({attribute: candidates[0]})
+
+
+def prepare_tokenizer(
+    tokenizer: Any,
+    *,
+    pad_vocab_to_multiple_of: int | None = 128,
+    add_missing_special_tokens: bool = False,
+) -> PreparedTokenizer:
+    """Give a tokenizer the pad and mask tokens MLM needs and pad its vocabulary with inert tokens.
+
+    Args:
+        tokenizer (`PreTrainedTokenizerBase`):
+            Any HuggingFace tokenizer; modified in place.
+        pad_vocab_to_multiple_of (`int`, *optional*, defaults to 128):
+            Pad `len(tokenizer)` up to a multiple of this with inert `[unused_<k>]` special tokens. `None`, 0 or 1
+            turn padding off.
+        add_missing_special_tokens (`bool`, *optional*, defaults to `False`):
+            If the tokenizer has no pad or mask token and its vocabulary has none of `[PAD]`/`<pad>` or
+            `[MASK]`/`<mask>`, add them as new tokens instead of raising.
+
+    Returns:
+        [`PreparedTokenizer`].
+
+    Raises:
+        `ValueError`: no pad or mask token and none can be set (with `add_missing_special_tokens=False`).
+
+    Example:
+
+    ```python
+    >>> from transformers import AutoTokenizer
+    >>> from neobert_hf.data import prepare_tokenizer
+    >>> prepared = prepare_tokenizer(AutoTokenizer.from_pretrained("data/tokenizer"))
+    >>> prepared.config_updates()
+    {'vocab_size': 8192, 'pad_token_id': 0}
+    ```
+    """
+    if pad_vocab_to_multiple_of is not None and pad_vocab_to_multiple_of < 0:
+        raise ValueError(f"pad_vocab_to_multiple_of must be >= 0, got {pad_vocab_to_multiple_of}")
+    _ensure_special_token(tokenizer, "pad_token", _PAD_CANDIDATES, add_missing_special_tokens)
+    _ensure_special_token(tokenizer, "mask_token", _MASK_CANDIDATES, add_missing_special_tokens)
+
+    real_size = len(tokenizer)
+    ids = tokenizer.get_vocab().values()
+    if max(ids) >= real_size:
+        raise ValueError(
+            f"{type(tokenizer).__name__} has ids up to {max(ids)} but only {real_size} entries: its ids are not "
+            "contiguous, so its vocabulary cannot be padded safely. Pass pad_vocab_to_multiple_of=None."
+        )
+    multiple = pad_vocab_to_multiple_of or 1
+    target = -(-real_size // multiple) * multiple
+    names: list[str] = []
+    vocab = tokenizer.get_vocab()
+    k = 0
+    while len(names) < target - real_size:
+        name = INERT_TOKEN_FORMAT.format(k)
+        if name not in vocab:
+            names.append(name)
+        k += 1
+    if names:
+        from tokenizers import AddedToken
+
+        tokenizer.add_tokens(
+            [AddedToken(name, special=True, normalized=False, single_word=False) for name in names],
+            special_tokens=True,
+        )
+    if len(tokenizer) != target:
+        raise RuntimeError(f"padding the vocabulary gave {len(tokenizer)} entries instead of {target}")
+    return PreparedTokenizer(
+        tokenizer=tokenizer,
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        mask_token_id=tokenizer.mask_token_id,
+        num_inert_tokens=len(names),
+        real_vocab_size=real_size,
+    )
+
+
+def load_tokenizer(
+    name_or_path: str | os.PathLike,
+    *,
+    pad_vocab_to_multiple_of: int | None = 128,
+    add_missing_special_tokens: bool = False,
+    **from_pretrained_kwargs: Any,
+) -> PreparedTokenizer:
+    """Load any HuggingFace tokenizer with `AutoTokenizer` and [`prepare_tokenizer`] it.
+
+    Args:
+        name_or_path (`str`):
+            Hub id or local folder (e.g. `"data/tokenizer"`, the shipped 8192-entry WordPiece tokenizer).
+        pad_vocab_to_multiple_of, add_missing_special_tokens:
+            See [`prepare_tokenizer`].
+        from_pretrained_kwargs:
+            Passed to `AutoTokenizer.from_pretrained` (`revision`, `trust_remote_code`, ...).
+
+    Returns:
+        [`PreparedTokenizer`].
+    """
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(os.fspath(name_or_path), **from_pretrained_kwargs)
+    except OSError as error:
+        raise OSError(
+            f"Could not load a tokenizer from {os.fspath(name_or_path)!r}: {error} Pass a local folder holding "
+            "tokenizer files (tokenizer.json / tokenizer_config.json), or a Hub id while online."
+        ) from error
+    return prepare_tokenizer(
+        tokenizer,
+        pad_vocab_to_multiple_of=pad_vocab_to_multiple_of,
+        add_missing_special_tokens=add_missing_special_tokens,
+    )
+
+
+class TokenizeFunction:
+    """Batched `datasets.map` function: text -> `input_ids` with `[CLS]`/`[SEP]` around each document.
+
+    Special tokens are added explicitly (cls/bos first, sep/eos last, when the tokenizer has them), not through the
+    tokenizer's post-processor, so every tokenizer gives the same document layout. Nothing is truncated. Empty or
+    missing texts are dropped. The output is a batch with the single column `input_ids`.
+
+    Args:
+        tokenizer (`PreTrainedTokenizerBase`):
+            The tokenizer.
+        text_column (`str`, *optional*, defaults to `"text"`):
+            Column with the raw text.
+    """
+
+    def __init__(self, tokenizer: Any, text_column: str = "text"):
+        self.tokenizer = tokenizer
+        self.text_column = text_column
+        first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+        last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+        self.prefix = [first] if first is not None else []
+        self.suffix = [last] if last is not None else []
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list[list[int]]]:
+        texts = [text for text in batch[self.text_column] if text is not None and text.strip()]
+        if not texts:
+            return {"input_ids": []}
+        encoded = self.tokenizer(
+            texts,
+            add_special_tokens=False,
+            truncation=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            verbose=False,
+        )["input_ids"]
+        return {"input_ids": [self.prefix + ids + self.suffix for ids in encoded]}
+
+
+def tokenize_dataset(
+    dataset: Dataset | IterableDataset,
+    tokenizer: Any,
+    *,
+    text_column: str | None = None,
+    num_proc: int | None = None,
+    batch_size: int = 1000,
+    load_from_cache_file: bool = True,
+) -> Dataset | IterableDataset:
+    """Tokenize a text dataset into a single `input_ids` column (int32), one row per non-empty document.
+
+    Args:
+        dataset (`Dataset` or `IterableDataset`):
+            Raw text data.
+        tokenizer (`PreTrainedTokenizerBase`):
+            The (prepared) tokenizer.
+        text_column (`str`, *optional*):
+            Text column; auto-detected when not given.
+        num_proc (`int`, *optional*):
+            Worker processes for map-style datasets. Streams are tokenized lazily in the consuming process, so
+            `num_proc > 1` is an error for them.
+        batch_size (`int`, *optional*, defaults to 1000):
+            Documents per tokenizer call.
+        load_from_cache_file (`bool`, *optional*, defaults to `True`):
+            Reuse the `datasets` cache for map-style datasets.
+
+    Returns:
+        `Dataset` or `IterableDataset` with the column `input_ids`.
+    """
+    column = find_text_column(dataset, text_column)
+    function = TokenizeFunction(tokenizer, column)
+    if isinstance(dataset, IterableDataset):
+        if num_proc is not None and num_proc > 1:
+            raise ValueError(
+                "num_proc > 1 cannot be used with a streamed dataset: it is tokenized lazily while training reads it. "
+                "Tokenize ahead of time with `neobert-hf preprocess` (which uses num_proc) for parallel tokenization."
+            )
+        columns = dataset.column_names or list(_first_columns(dataset))
+        return dataset.map(function, batched=True, batch_size=batch_size, remove_columns=columns)
+    return dataset.map(
+        function,
+        batched=True,
+        batch_size=batch_size,
+        num_proc=num_proc if num_proc and num_proc > 1 else None,
+        remove_columns=dataset.column_names,
+        features=Features({"input_ids": List(Value("int32"))}),
+        load_from_cache_file=load_from_cache_file,
+        desc="Tokenizing",
+    )
+
+
+def _first_columns(dataset: IterableDataset) -> list[str]:
+    first = next(iter(dataset.take(1)), None)
+    return list(first) if first else []
+
+
+def preprocess(
+    source: Source,
+    tokenizer: Any,
+    output_dir: str | os.PathLike,
+    *,
+    config_name: str | None = None,
+    splits: list[str] | None = None,
+    text_column: str | None = None,
+    num_proc: int | None = None,
+    batch_size: int = 1000,
+    cache_dir: str | None = None,
+    **load_kwargs: Any,
+) -> DatasetDict:
+    """Tokenize a text source and save it with `save_to_disk`, ready for [`load_pretraining_data`].
+
+    Writes `output_dir/` (a `DatasetDict` folder with one `input_ids` column per split), the tokenizer in
+    `output_dir/tokenizer/`, and `output_dir/preprocess_info.json` (source, text column, documents and tokens per
+    split). Loading `output_dir` later gives pre-tokenized data (`PretrainingData.tokenized`).
+
+    Args:
+        source:
+            Any source accepted by [`load_splits`].
+        tokenizer (`PreTrainedTokenizerBase`):
+            The tokenizer (prepared or not: inert tokens never occur in text).
+        output_dir (`str`):
+            Destination folder (created; an existing dataset there is overwritten).
+        config_name (`str`, *optional*):
+            Hub dataset configuration.
+        splits (`list[str]`, *optional*):
+            Splits to keep, slicing allowed (`["train[:10%]", "validation"]`); the slice is dropped from the saved
+            name. Defaults to all splits.
+        text_column (`str`, *optional*):
+            Text column; auto-detected when not given.
+        num_proc (`int`, *optional*):
+            Tokenization processes.
+        batch_size (`int`, *optional*, defaults to 1000):
+            Documents per tokenizer call.
+        cache_dir (`str`, *optional*):
+            The `datasets` cache folder.
+        load_kwargs:
+            Passed to `datasets.load_dataset`.
+
+    Returns:
+        `DatasetDict`: the tokenized splits.
+    """
+    all_splits = load_splits(source, config_name=config_name, streaming=False, cache_dir=cache_dir, **load_kwargs)
+    chosen = {spec.split("[", 1)[0]: select_split(all_splits, spec) for spec in (splits or list(all_splits))}
+    column = find_text_column(next(iter(chosen.values())), text_column)
+    tokenized = DatasetDict(
+        {
+            name: tokenize_dataset(split, tokenizer, text_column=column, num_proc=num_proc, batch_size=batch_size)
+            for name, split in chosen.items()
+        }
+    )
+    output = Path(output_dir)
+    tokenized.save_to_disk(str(output), num_proc=num_proc if num_proc and num_proc > 1 else None)
+    tokenizer.save_pretrained(str(output / "tokenizer"))
+    info = {
+        "source": source if isinstance(source, str) else repr(source),
+        "config_name": config_name,
+        "text_column": column,
+        "tokenizer": getattr(tokenizer, "name_or_path", None),
+        "splits": {
+            name: {"documents": len(split), "tokens": _count_tokens(split)} for name, split in tokenized.items()
+        },
+    }
+    (output / "preprocess_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    return tokenized
+
+
+def _count_tokens(dataset: Dataset) -> int:
+    import pyarrow.compute as pc
+
+    lengths = pc.list_value_length(dataset.with_format("arrow")[:]["input_ids"])
+    return int(pc.sum(lengths).as_py() or 0)
+
