@@ -784,6 +784,23 @@ class NeoBERTForSequenceClassification(NeoBERTPreTrainedModel):
         **kwargs,
     ) -> SequenceClassifierOutput:
         kwargs.pop("num_items_in_batch", None)  # the Trainer's token count has no meaning for a per-sequence loss
+        # Pooling takes one vector per row: a packed row would silently give one prediction for all its sequences.
+        tokens = input_ids if input_ids is not None else inputs_embeds
+        if tokens is not None and tokens.shape[0] == 1:
+            packed = self.model._packed_metadata(
+                tokens.shape[1],
+                1,
+                attention_mask,
+                position_ids,
+                kwargs.get("cu_seq_lens_q"),
+                kwargs.get("cu_seq_lens_k"),
+                kwargs.get("max_length_q"),
+            )
+            if packed is not None:
+                raise ValueError(
+                    "NeoBERTForSequenceClassification pools one vector per row and takes padded batches (B, S); got a "
+                    "packed row (cu_seq_lens / position_ids restarting at 0). Pad the sequences instead."
+                )
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
