@@ -31,15 +31,6 @@ def mlm_samples(n: int, seed: int = 0, min_len: int = 3, max_len: int = 40, mask
     return samples
 
 
-def unmasked_samples(n: int, seed: int = 0, min_len: int = 3, max_len: int = 40) -> list[dict]:
-    """Samples without labels; [`RandomMaskCollator`] masks them with the global torch RNG."""
-    g = torch.Generator().manual_seed(seed)
-    return [
-        {"input_ids": torch.randint(5, VOCAB, (int(torch.randint(min_len, max_len + 1, (1,), generator=g)),), generator=g).tolist()}
-        for _ in range(n)
-    ]
-
-
 def pad_collate(features: list[dict]) -> dict:
     longest = max(len(f["input_ids"]) for f in features)
     ids = torch.zeros(len(features), longest, dtype=torch.long)
@@ -66,17 +57,6 @@ def pack_collate(features: list[dict]) -> dict:
         "max_length_q": int(lengths.max()),
         "max_length_k": int(lengths.max()),
     }
-
-
-class RandomMaskCollator:
-    """Pads and masks 20% of the tokens with the global torch RNG (so exact resume needs the RNG state restored)."""
-
-    def __call__(self, features: list[dict]) -> dict:
-        batch = pad_collate([{**f, "labels": f["input_ids"]} for f in features])
-        selected = (torch.rand(batch["input_ids"].shape) < 0.2) & batch["attention_mask"].bool()
-        batch["labels"] = torch.where(selected, batch["input_ids"], -100)
-        batch["input_ids"] = torch.where(selected, MASK_ID, batch["input_ids"])
-        return batch
 
 
 class StatefulStream(IterableDataset):

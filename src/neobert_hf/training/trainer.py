@@ -152,6 +152,8 @@ class NeoBERTTrainer(Trainer):
         self._data_tracker: StreamPositionTracker | None = None
         self._data_batches = 0
         self._data_state_restored = False
+        self._pending_rng_checkpoint: str | None = None
+        self._resumed_step = -1
 
     # ------------------------------------------------------------------------------------------------------------------
     # Loss
@@ -235,7 +237,19 @@ class NeoBERTTrainer(Trainer):
         batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
         self._monitor.record_data_wait(time.perf_counter() - start)
         self._data_batches += len(batch_samples)
+        if self._pending_rng_checkpoint is not None:
+            checkpoint, self._pending_rng_checkpoint = self._pending_rng_checkpoint, None
+            super()._load_rng_state(checkpoint)
         return batch_samples, num_items_in_batch
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        if checkpoint is not None and self._data_state_restored and self.state.global_step == self._resumed_step:
+            # Mid-epoch resume without skipping batches: the data loader draws its base seed from the global RNG when
+            # it starts iterating, which the uninterrupted run did long before. Restore the RNG after that draw, as
+            # the Trainer does after skipping batches.
+            self._pending_rng_checkpoint = checkpoint
+            return
+        super()._load_rng_state(checkpoint)
 
     # ------------------------------------------------------------------------------------------------------------------
     # Optimizer
@@ -363,6 +377,7 @@ class NeoBERTTrainer(Trainer):
         epochs_trained, steps_trained_in_current_epoch = super()._init_training_state(
             max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
         )
+        self._resumed_step = self.state.global_step
         if self._data_state_restored:
             # The dataset already continues from the checkpoint: skipping batches would skip data twice.
             steps_trained_in_current_epoch = 0
