@@ -180,6 +180,28 @@ def _to_dict(loaded: Any, streaming: bool) -> DatasetDict | IterableDatasetDict:
     return loaded
 
 
+def _load_files(
+    data_files: dict[str, list[str]], *, streaming: bool, cache_dir: str | None, **load_kwargs: Any
+) -> DatasetDict | IterableDatasetDict:
+    files = [f for split_files in data_files.values() for f in split_files]
+    empty = [f for f in files if os.path.getsize(f) == 0]
+    if empty:
+        raise ValueError(
+            f"The dataset is empty: the data file(s) {empty} have no content. Check the path or the export."
+        )
+    builder, extra = _files_builder(files)
+    try:
+        loaded = datasets.load_dataset(
+            builder, data_files=data_files, streaming=streaming, cache_dir=cache_dir, **{**extra, **load_kwargs}
+        )
+    except Exception as error:  # datasets' builders fail in many ways on malformed or empty input
+        raise ValueError(
+            f"Could not read the {builder} data files {files[:5]}{' ...' if len(files) > 5 else ''}: "
+            f"{type(error).__name__}: {error}. Check that they are valid {builder} and not empty."
+        ) from error
+    return _to_dict(loaded, streaming)
+
+
 def load_splits(
     source: Source,
     *,
@@ -213,18 +235,9 @@ def load_splits(
     """
     if isinstance(source, Mapping):
         data_files = {str(split): _expand_files(spec) for split, spec in source.items()}
-        builder, extra = _files_builder([f for files in data_files.values() for f in files])
-        loaded = datasets.load_dataset(
-            builder, data_files=data_files, streaming=streaming, cache_dir=cache_dir, **{**extra, **load_kwargs}
-        )
-        return _to_dict(loaded, streaming)
+        return _load_files(data_files, streaming=streaming, cache_dir=cache_dir, **load_kwargs)
     if not isinstance(source, (str, os.PathLike)):
-        files = _expand_files(source)
-        builder, extra = _files_builder(files)
-        loaded = datasets.load_dataset(
-            builder, data_files={"train": files}, streaming=streaming, cache_dir=cache_dir, **{**extra, **load_kwargs}
-        )
-        return _to_dict(loaded, streaming)
+        return _load_files({"train": _expand_files(source)}, streaming=streaming, cache_dir=cache_dir, **load_kwargs)
 
     path = os.path.expanduser(os.fspath(source))
     if _GLOB_CHARS.search(path):
@@ -316,8 +329,8 @@ def select_split(splits: DatasetDict | IterableDatasetDict, spec: str) -> AnyDat
     start = _resolve_bound(match.group("start"), n, "start", spec) or 0
     stop = _resolve_bound(match.group("stop"), n, "stop", spec)
     if isinstance(dataset, Dataset):
-        stop = n if stop is None else min(stop, n)
-        return dataset.select(range(max(start, 0), max(stop, start)))
+        start, stop = min(max(start, 0), n), n if stop is None else min(max(stop, 0), n)
+        return dataset.select(range(start, stop)) if start < stop else dataset.select([])
     if start:
         dataset = dataset.skip(start)
     return dataset if stop is None else dataset.take(max(stop - start, 0))
