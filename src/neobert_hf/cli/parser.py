@@ -1,0 +1,140 @@
+"""`HfArgumentParser` that reads `--config recipe.yaml`, lets command-line flags win, and rejects unknown keys.
+
+YAML values are checked exactly like command-line values: each YAML entry is turned into the `--key value` tokens
+it stands for and parsed by the same argparse actions, placed before the real command line so that a flag given
+there overrides the recipe. Precedence: command line > YAML > dataclass defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser
+
+
+__all__ = ["ConfigError", "NeoBERTArgumentParser"]
+
+
+class ConfigError(ValueError):
+    """A recipe or command line that names an unknown key or gives a value of the wrong type."""
+
+
+class NeoBERTArgumentParser(HfArgumentParser):
+    """Parses dataclasses from a YAML recipe plus command-line overrides.
+
+    Args:
+        dataclass_types: the argument dataclasses (for example model, data and training arguments).
+        kwargs: passed to [`~transformers.HfArgumentParser`] (`prog`, `description`, ...).
+
+    Example:
+
+    ```python
+    >>> parser = NeoBERTArgumentParser((ModelArguments, DataArguments, NeoBERTTrainingArguments))
+    >>> model_args, data_args, training_args = parser.parse_args_and_config(
+    ...     ["--config", "recipes/tiny/pretrain.yaml", "--max_steps", "10"]
+    ... )
+    ```
+    """
+
+    def __init__(self, dataclass_types, **kwargs):
+        # No prefix matching: `--warmup_step` must be an error, not a silent `--warmup_steps`.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(dataclass_types, **kwargs)
+        self.add_argument(
+            "--config",
+            type=str,
+            default=None,
+            help="YAML recipe whose keys are any of the flags below; flags given on the command line win.",
+        )
+
+    def error(self, message: str):
+        """argparse calls this for a bad value or choice: raise instead of printing the usage and exiting."""
+        raise ConfigError(f"{message}. Run with --help for every valid key and value.")
+
+    def field_names(self) -> list[str]:
+        return sorted({f.name for dtype in self.dataclass_types for f in dataclasses.fields(dtype) if f.init})
+
+    def _unknown(self, keys: Sequence[str], where: str) -> ConfigError:
+        names = self.field_names()
+        lines = []
+        for key in keys:
+            close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            lines.append(f"  {key}{hint}")
+        return ConfigError(f"Unknown {where} key(s):\n" + "\n".join(lines) + "\nRun with --help for every valid key.")
+
+    def yaml_to_argv(self, path: str | os.PathLike) -> tuple[list[str], dict[str, Any]]:
+        """Reads a recipe and returns the equivalent command-line tokens, plus the keys set to `null` (applied
+        after parsing, since a command line cannot say None)."""
+        if not os.path.isfile(path):
+            raise ConfigError(f"Recipe file {path!r} does not exist.")
+        with open(path, encoding="utf-8") as handle:
+            try:
+                values = yaml.safe_load(handle) or {}
+            except yaml.YAMLError as err:
+                raise ConfigError(f"Recipe {path!r} is not valid YAML: {err}") from err
+        if not isinstance(values, dict):
+            raise ConfigError(f"Recipe {path!r} must be a mapping of flag names to values, got {type(values).__name__}.")
+        known = set(self.field_names())
+        unknown = [key for key in values if key not in known]
+        if unknown:
+            raise self._unknown(unknown, f"recipe ({path})")
+        argv: list[str] = []
+        nulls: dict[str, Any] = {}
+        for key, value in values.items():
+            if value is None:
+                nulls[key] = None
+                continue
+            argv.append(f"--{key}")
+            if isinstance(value, bool):
+                argv.append(str(value).lower())
+            elif isinstance(value, (list, tuple)):
+                if not value:
+                    raise ConfigError(f"Recipe key {key!r} is an empty list; remove it to keep the default.")
+                argv.extend(json.dumps(v) if isinstance(v, (dict, list)) else str(v) for v in value)
+            elif isinstance(value, dict):
+                argv.append(json.dumps(value))
+            else:
+                argv.append(str(value))
+        return argv, nulls
+
+    def parse_args_and_config(self, args: Sequence[str] | None = None) -> tuple:
+        """Parses `args` (defaults to `sys.argv[1:]`) after the recipe named by `--config`, if any.
+
+        Returns:
+            `tuple`: one instance per dataclass, in the order given to the constructor.
+
+        Raises:
+            `ConfigError`: unknown keys (with the closest valid names) or values that do not parse.
+        """
+        import sys
+
+        args = list(sys.argv[1:] if args is None else args)
+        config_probe, _ = super().parse_known_args(args)  # only to find --config; every value is re-parsed below
+        yaml_argv, nulls = ([], {})
+        if config_probe.config:
+            yaml_argv, nulls = self.yaml_to_argv(config_probe.config)
+        namespace, remaining = super().parse_known_args(yaml_argv + args)
+        if remaining:
+            flags = [token.lstrip("-").split("=")[0] for token in remaining if token.startswith("-")]
+            if flags:
+                raise self._unknown(flags, "command-line")
+            raise ConfigError(f"Unexpected command-line values: {remaining}")
+        values = vars(namespace)
+        values.pop("config", None)
+        # keys set to null in the recipe, unless the command line gave a value
+        given_on_command_line = {token.lstrip("-").split("=")[0] for token in args if token.startswith("--")}
+        for key, value in nulls.items():
+            if key not in given_on_command_line:
+                values[key] = value
+        outputs = []
+        for dtype in self.dataclass_types:
+            names = {f.name for f in dataclasses.fields(dtype) if f.init}
+            outputs.append(dtype(**{k: v for k, v in values.items() if k in names}))
+        return tuple(outputs)

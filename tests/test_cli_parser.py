@@ -1,0 +1,71 @@
+"""The recipe parser: command line > YAML > defaults; unknown keys and bad values are errors naming the key."""
+
+import dataclasses
+
+import pytest
+from transformers import TrainingArguments
+
+from neobert_hf.cli.parser import ConfigError, NeoBERTArgumentParser
+
+
+@dataclasses.dataclass
+class Extra:
+    mlm_probability: float = dataclasses.field(default=0.15, metadata={"help": "masking rate"})
+    kind: str = dataclasses.field(default="a", metadata={"help": "a kind", "choices": ["a", "b"]})
+    tags: list[str] | None = dataclasses.field(default=None, metadata={"help": "tags"})
+    note: str | None = dataclasses.field(default="x", metadata={"help": "nullable"})
+
+
+def write(tmp_path, text):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.fixture
+def parser():
+    return NeoBERTArgumentParser((Extra, TrainingArguments))
+
+
+def test_precedence(tmp_path, parser):
+    recipe = write(
+        tmp_path,
+        f"output_dir: {tmp_path}/out\nlearning_rate: 0.001\nmlm_probability: 0.2\nbf16: false\n"
+        "tags: [x, y]\nlr_scheduler_kwargs: {min_lr_rate: 0.1}\nnote: null\n",
+    )
+    extra, args = parser.parse_args_and_config(["--config", recipe, "--learning_rate", "0.5"])
+    assert args.learning_rate == 0.5  # command line wins
+    assert extra.mlm_probability == 0.2  # YAML beats the default
+    assert args.weight_decay == TrainingArguments.weight_decay  # default
+    assert extra.tags == ["x", "y"] and extra.note is None
+    assert args.lr_scheduler_kwargs == {"min_lr_rate": 0.1}
+
+
+def test_null_overridden_on_command_line(tmp_path, parser):
+    recipe = write(tmp_path, f"output_dir: {tmp_path}\nnote: null\n")
+    extra, _ = parser.parse_args_and_config(["--config", recipe, "--note", "y"])
+    assert extra.note == "y"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("learnin_rate: 0.1\n", "did you mean learning_rate"),
+        ("learning_rate: fast\n", "invalid float value: 'fast'"),
+        ("kind: c\n", "invalid choice: 'c'"),
+        ("bf16: maybe\n", "bf16"),
+        ("- a\n- b\n", "must be a mapping"),
+        ("tags: []\n", "empty list"),
+    ],
+)
+def test_bad_recipes(tmp_path, parser, text, message):
+    recipe = write(tmp_path, f"output_dir: {tmp_path}\n" + text if not text.startswith("-") else text)
+    with pytest.raises(ConfigError, match=message):
+        parser.parse_args_and_config(["--config", recipe])
+
+
+def test_unknown_and_abbreviated_flags(tmp_path, parser):
+    with pytest.raises(ConfigError, match="did you mean warmup_steps"):
+        parser.parse_args_and_config(["--output_dir", str(tmp_path), "--warmup_step", "3"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        parser.parse_args_and_config(["--config", str(tmp_path / "missing.yaml")])
