@@ -11,8 +11,7 @@
 
 from __future__ import annotations
 
-from collections import ChainMap
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -33,6 +32,27 @@ def muon_parameter_names(model: nn.Module) -> list[str]:
         for name, p in model.named_parameters()
         if p.requires_grad and p.ndim == 2 and "transformer_encoder." in name
     ]
+
+
+class _MergedState(Mapping):
+    """Read-only view of the per-parameter states of the inner optimisers (their `defaultdict`s are probed with `in`,
+    so a lookup never creates an empty entry)."""
+
+    def __init__(self, *states):
+        self._states = states
+
+    def __getitem__(self, param):
+        for state in self._states:
+            if param in state:
+                return state[param]
+        raise KeyError(param)
+
+    def __iter__(self) -> Iterator:
+        for state in self._states:
+            yield from state
+
+    def __len__(self) -> int:
+        return sum(len(state) for state in self._states)
 
 
 class MuonClip(torch.optim.Optimizer):
@@ -88,7 +108,7 @@ class MuonClip(torch.optim.Optimizer):
     def _link(self) -> None:
         # Share the inner optimisers' group dicts (again after `load_state_dict`, which replaces them).
         self.param_groups = self.adamw.param_groups + self.muon.param_groups
-        self.state = ChainMap(self.adamw.state, self.muon.state)
+        self.state = _MergedState(self.adamw.state, self.muon.state)
 
     @torch.no_grad()
     def step(self, closure=None):
