@@ -16,12 +16,14 @@ from neobert_hf.data import (
     MicrobatchDataset,
     MLMMasker,
     PackedBatchCollator,
+    build_mlm_datasets,
     build_packed_batch,
     load_pretraining_data,
     load_tokenizer,
     tokenize_dataset,
 )
 
+REPO = Path(__file__).resolve().parents[1]
 VOCAB = 1000
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
 
@@ -247,7 +249,7 @@ def write_jsonl(path, texts):
 
 @pytest.fixture(scope="module")
 def shipped_tokenizer():
-    return load_tokenizer(Path(__file__).resolve().parents[1] / "data" / "tokenizer").tokenizer
+    return load_tokenizer(REPO / "data" / "tokenizer").tokenizer
 
 
 def test_resume_datasets_stream_with_head_eval_is_exact(tmp_path, shipped_tokenizer):
@@ -356,3 +358,19 @@ def test_invalid_settings_are_rejected():
     with pytest.raises(ValueError, match="shuffle=True needs a map-style source"):
         MicrobatchDataset(Dataset.from_dict({"input_ids": [[1, 2]]}).to_iterable_dataset(), tokens_per_batch=64,
                           max_seq_length=8, shuffle=True)
+
+
+def test_pipeline_from_shipped_corpus_to_train_and_rewinding_eval(tmp_path, shipped_tokenizer):
+    data = load_pretraining_data(REPO / "data" / "corpus", train_split="train[:300]", cache_dir=str(tmp_path))
+    data.eval = data.eval.select(range(60))
+    mlm = MLMMasker.from_tokenizer(shipped_tokenizer, mlm_probability=0.2, mask_all=True, seed=0)
+    train, evaluation = build_mlm_datasets(data, shipped_tokenizer, masker=mlm, tokens_per_batch=1024,
+                                           max_seq_length=256, buffer_size=32)
+    batch = next(iter(train))
+    check_format(batch, 1024, 256)
+    selected = batch["labels"] != -100
+    assert bool((batch["input_ids"][selected] == shipped_tokenizer.mask_token_id).all()) and selected.any()
+    first_pass = [b["labels"] for b in evaluation]
+    second_pass = [b["labels"] for b in evaluation]  # every evaluation sees identical batches and masks
+    assert len(first_pass) > 1 and all(torch.equal(a, b) for a, b in zip(first_pass, second_pass))
+    assert evaluation.epoch == 0 and evaluation.stats.batches == len(first_pass)

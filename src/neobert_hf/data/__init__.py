@@ -4,17 +4,21 @@ The usual pipeline:
 
 ```python
 from neobert_hf.data import (
-    MicrobatchDataset, MLMMasker, PackedBatchCollator, load_pretraining_data, load_tokenizer, tokenize_dataset,
+    MLMMasker, PackedBatchCollator, build_mlm_datasets, load_pretraining_data, load_tokenizer,
 )
 
-prepared = load_tokenizer("data/tokenizer")                   # pads the vocabulary; sync prepared.config_updates()
-data = load_pretraining_data("data/corpus")                   # train + auto-detected "validation"
-train_docs = tokenize_dataset(data.train, prepared.tokenizer)  # input_ids with [CLS]/[SEP], no truncation
+prepared = load_tokenizer("data/tokenizer")   # pads the vocabulary: copy prepared.config_updates() into the config
+data = load_pretraining_data("data/corpus")   # train + the auto-detected "validation" split
 masker = MLMMasker.from_tokenizer(prepared.tokenizer, mlm_probability=0.2, mask_all=True, seed=0)
-train = MicrobatchDataset(train_docs, tokens_per_batch=8192, max_seq_length=512,
-                          pad_token_id=prepared.pad_token_id, masker=masker, seed=0)
-# DataLoader(train, batch_size=1, collate_fn=PackedBatchCollator(), num_workers=0)
+train, evaluation = build_mlm_datasets(      # tokenizes ([CLS] ... [SEP], no truncation) and packs
+    data, prepared.tokenizer, masker=masker, tokens_per_batch=8192, max_seq_length=512, seed=0
+)
+# Trainer: per_device_train_batch_size=1, dataloader_num_workers=0, data_collator=PackedBatchCollator()
 ```
+
+Step by step: [`load_pretraining_data`] (any `datasets` source, eval resolution), [`load_tokenizer`] /
+[`prepare_tokenizer`] (pad/mask tokens, inert vocabulary padding), [`tokenize_dataset`] / [`preprocess`],
+[`MLMMasker`] (deterministic masks), [`MicrobatchDataset`] (stateful packing, exact resume) and the collators.
 """
 
 from .collators import PackedBatchCollator, PaddedMLMCollator, add_sample_index
@@ -36,6 +40,7 @@ from .packing import (
     build_packed_batch,
     build_padded_batch,
 )
+from .pipeline import build_mlm_datasets
 from .tokenization import (
     INERT_TOKEN_FORMAT,
     PreparedTokenizer,
@@ -60,6 +65,7 @@ __all__ = [
     "Segment",
     "TokenizeFunction",
     "add_sample_index",
+    "build_mlm_datasets",
     "build_packed_batch",
     "build_padded_batch",
     "find_text_column",

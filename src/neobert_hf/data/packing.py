@@ -502,6 +502,9 @@ class MicrobatchDataset(TorchIterableDataset):
         infinite (`bool`, *optional*, defaults to `False`):
             If `False`, one `iter()` covers the rest of the current epoch and the next `iter()` starts the next epoch;
             if `True`, iteration runs epoch after epoch forever (stop with `max_steps`).
+        rewind (`bool`, *optional*, defaults to `False`):
+            Every `iter()` starts again at the beginning of the same epoch, so every pass yields identical batches
+            (same documents, order and masks) and the statistics describe the latest pass. Use it for eval data.
         input_column (`str`, *optional*, defaults to `"input_ids"`):
             Column with the token ids.
         num_shards (`int`, *optional*, defaults to 1):
@@ -547,6 +550,7 @@ class MicrobatchDataset(TorchIterableDataset):
         shuffle: bool | None = None,
         seed: int = 0,
         infinite: bool = False,
+        rewind: bool = False,
         input_column: str = "input_ids",
         num_shards: int = 1,
         shard_index: int = 0,
@@ -579,6 +583,8 @@ class MicrobatchDataset(TorchIterableDataset):
                 raise ValueError(f"padded mode needs batch_size >= 1, got {batch_size}")
             if tokens_per_batch is not None or max_sequences_per_batch is not None:
                 raise ValueError("tokens_per_batch and max_sequences_per_batch are for mode='packed'")
+        if infinite and rewind:
+            raise ValueError("infinite=True and rewind=True contradict each other: rewind replays one epoch per iter()")
         if not 0 <= shard_index < num_shards:
             raise ValueError(
                 f"need 0 <= shard_index < num_shards, got shard_index={shard_index}, num_shards={num_shards}"
@@ -595,6 +601,7 @@ class MicrobatchDataset(TorchIterableDataset):
         self.max_sequences_per_batch = max_sequences_per_batch
         self.seed = seed
         self.infinite = infinite
+        self.rewind = rewind
         self.input_column = input_column
         self.num_shards = num_shards
         self.shard_index = shard_index
@@ -736,10 +743,13 @@ class MicrobatchDataset(TorchIterableDataset):
             )
         self._generation += 1
         generation = self._generation
+        if self.rewind:
+            self._snapshot = _Snapshot(epoch=self._snapshot.epoch)
+            self._history.clear()
         while True:
             yield from self._iterate_epoch(generation)
-            if self._generation != generation:
-                return  # a newer iterator, set_epoch or load_state_dict took over
+            if self._generation != generation or self.rewind:
+                return  # a newer iterator, set_epoch or load_state_dict took over; or the pass is complete
             self._snapshot = _Snapshot(epoch=self._snapshot.epoch + 1, stats=self._snapshot.stats)
             self._history.append(self._snapshot)
             if not self.infinite:

@@ -317,8 +317,9 @@ def preprocess(
     Args:
         source:
             Any source accepted by [`load_splits`].
-        tokenizer (`PreTrainedTokenizerBase`):
-            The tokenizer (prepared or not: inert tokens never occur in text).
+        tokenizer (`PreTrainedTokenizerBase` or `str`):
+            The tokenizer, or a name/folder to load with `AutoTokenizer` (prepared or not: inert tokens never occur
+            in text, so the token ids are the same).
         output_dir (`str`):
             Destination folder (created; an existing dataset there is overwritten).
         config_name (`str`, *optional*):
@@ -340,6 +341,8 @@ def preprocess(
     Returns:
         `DatasetDict`: the tokenized splits.
     """
+    if isinstance(tokenizer, (str, os.PathLike)):
+        tokenizer = load_tokenizer(tokenizer, pad_vocab_to_multiple_of=None).tokenizer
     all_splits = load_splits(source, config_name=config_name, streaming=False, cache_dir=cache_dir, **load_kwargs)
     chosen = {spec.split("[", 1)[0]: select_split(all_splits, spec) for spec in (splits or list(all_splits))}
     column = find_text_column(next(iter(chosen.values())), text_column)
