@@ -296,7 +296,7 @@ def test_peft_lora_sequence_classification():
     batch = {"input_ids": ids, "attention_mask": mask}
     with torch.no_grad():
         base = model(**batch).logits.clone()
-        classifier_before = model.classifier.weight.clone()
+        classifier_before = {n: p.clone() for n, p in model.classifier.named_parameters()}
     config = peft.LoraConfig(task_type=peft.TaskType.SEQ_CLS, r=4, lora_alpha=8, target_modules=LORA_TARGETS)
     lora = peft.get_peft_model(model, config)
     trainable = {n for n, p in lora.named_parameters() if p.requires_grad}
@@ -308,30 +308,16 @@ def test_peft_lora_sequence_classification():
     assert not torch.allclose(adapted, base, atol=1e-4)
     merged = lora.merge_and_unload()
     assert isinstance(merged, NeoBERTForSequenceClassification)
-    assert not torch.equal(merged.classifier.weight, classifier_before), "the classifier was not trained"
+    for name, before in classifier_before.items():  # the whole head (dense and out_proj) was trained
+        assert not torch.equal(merged.classifier.get_parameter(name), before), f"classifier.{name} was not trained"
     with torch.no_grad():
         out = merged(**batch).logits
     torch.testing.assert_close(out, adapted, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize(
-    "save_dense",
-    [
-        True,
-        pytest.param(
-            False,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known: peft's SEQ_CLS default saves only `classifier`/`score`, so the new pooler `dense` "
-                "stays frozen at a random init and is not in the adapter; pass modules_to_save=['dense']",
-            ),
-        ),
-    ],
-    ids=["modules_to_save_dense", "peft_default"],
-)
-def test_peft_sequence_classification_adapter_reloads_with_its_head(tmp_path, save_dense):
-    """The pooler `dense` is new (not in the pretrained checkpoint) like `classifier`: an adapter only reloads to the
-    same model when it saves `dense` too."""
+def test_peft_sequence_classification_adapter_reloads_with_its_head(tmp_path):
+    """The whole head (pooler `dense` and `out_proj`) is new, not in the pretrained checkpoint; it lives under
+    `classifier`, so peft's SEQ_CLS default trains it and saves it in the adapter, and the adapter reloads exactly."""
     peft = pytest.importorskip("peft")
     torch.manual_seed(0)
     NeoBERTModel(small()).save_pretrained(tmp_path / "base")
@@ -342,7 +328,6 @@ def test_peft_sequence_classification_adapter_reloads_with_its_head(tmp_path, sa
         task_type=peft.TaskType.SEQ_CLS,
         r=4,
         target_modules=LORA_TARGETS,
-        modules_to_save=["dense"] if save_dense else None,
     )
     lora = peft.get_peft_model(model, config)
     _lora_step(lora, {"input_ids": ids, "attention_mask": mask}, torch.tensor([0, 2]))

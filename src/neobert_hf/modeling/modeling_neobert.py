@@ -755,8 +755,24 @@ def masked_lm_loss(
     return loss_sum / denominator
 
 
+class NeoBERTClassificationHead(nn.Module):
+    """`out_proj(drop(tanh(dense(drop(pooled)))))`. All task-specific weights live under one module named
+    `classifier`, so peft's sequence-classification default (`modules_to_save=["classifier"]`) trains and saves the
+    whole head, not only its last layer."""
+
+    def __init__(self, config: NeoBERTConfig):
+        super().__init__()
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.dropout
+        self.dropout = nn.Dropout(dropout)
+        self.dense = _ClassifierLinear(config.hidden_size, config.hidden_size)
+        self.out_proj = _ClassifierLinear(config.hidden_size, config.num_labels)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(self.dropout(torch.tanh(self.dense(self.dropout(pooled)))))  # (B, num_labels)
+
+
 class NeoBERTForSequenceClassification(NeoBERTPreTrainedModel):
-    """NeoBERT with a pooled classification/regression head: `classifier(drop(tanh(dense(drop(pool(h))))))`.
+    """NeoBERT with a pooled classification/regression head `classifier` (see [`NeoBERTClassificationHead`]).
 
     Pooling is `config.classifier_pooling` (`"cls"`: the first token; `"mean"`: mean over non-padding tokens). The
     loss follows `config.problem_type` (`regression`, `single_label_classification`, `multi_label_classification`),
@@ -767,10 +783,7 @@ class NeoBERTForSequenceClassification(NeoBERTPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.model = NeoBERTModel(config)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.dropout
-        self.dropout = nn.Dropout(dropout)
-        self.dense = _ClassifierLinear(config.hidden_size, config.hidden_size)
-        self.classifier = _ClassifierLinear(config.hidden_size, config.num_labels)
+        self.classifier = NeoBERTClassificationHead(config)
         self.post_init()
 
     @can_return_tuple
@@ -817,7 +830,6 @@ class NeoBERTForSequenceClassification(NeoBERTPreTrainedModel):
                 pooled = (hidden_states * keep).sum(1) / keep.sum(1).clamp(min=1)
         else:
             pooled = hidden_states[:, 0]  # (B, H)
-        pooled = self.dropout(torch.tanh(self.dense(self.dropout(pooled))))
         logits = self.classifier(pooled)  # (B, num_labels)
 
         loss = None
