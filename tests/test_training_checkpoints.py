@@ -207,3 +207,39 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_p
     assert trainer.state.global_step == 3
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())  # the update was not applied
     assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+
+
+def test_resume_is_exact_with_the_packing_dataset(tmp_path):
+    """The package's stateful packing stream (`neobert_hf.data.MicrobatchDataset`) through the Trainer: packed
+    microbatches of a fixed token budget, deterministic masks, GA=2, resumed mid-epoch from its saved position."""
+    from neobert_hf.data import MicrobatchDataset, MLMMasker, PackedBatchCollator
+
+    documents = [s["input_ids"] for s in mlm_samples(200, seed=7, min_len=5, max_len=90, mask_rates=[0.0])]
+
+    def factory():
+        masker = MLMMasker(
+            mask_token_id=4, vocab_size=128, special_token_ids=range(5), replacement_token_ids=range(5, 128),
+            mlm_probability=0.2, mask_all=True, seed=0,
+        )
+        return MicrobatchDataset(
+            documents, tokens_per_batch=128, max_seq_length=64, pad_token_id=0, masker=masker, buffer_size=16, seed=0
+        )
+
+    def run(output_dir, resume=None):
+        args = make_args(
+            output_dir, max_steps=6, save_strategy="steps", save_steps=3, gradient_accumulation_steps=2,
+            per_device_train_batch_size=1,
+        )
+        trainer = make_trainer(args, model=make_model(dropout=0.1), train_dataset=factory(), collator=PackedBatchCollator())
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer
+
+    straight = run(tmp_path / "straight")
+    assert any(name.startswith("data_state") for name in os.listdir(tmp_path / "straight" / "checkpoints" / "3"))
+    shutil.copytree(tmp_path / "straight" / "checkpoints" / "3", tmp_path / "resumed" / "checkpoints" / "3")
+    resumed = run(tmp_path / "resumed", resume=3)
+    expected = losses(straight)
+    got = {step: loss for step, loss in losses(resumed).items() if step > 3}
+    assert got == {step: expected[step] for step in (4, 5, 6)}
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), name
