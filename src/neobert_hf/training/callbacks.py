@@ -176,8 +176,13 @@ class ThroughputMonitor(TrainerCallback):
     # -- reading --------------------------------------------------------------------------------------------------------
 
     def pop_metrics(self) -> dict[str, float]:
-        """The metrics of the window since the previous call (one device sync)."""
-        real, total, masked, correct = self._counts.tolist()
+        """The metrics of the window since the previous call (one device sync; token counts are summed over all
+        ranks, so the rates are global; memory is this process's)."""
+        counts = self._counts
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            counts = counts.clone()
+            torch.distributed.all_reduce(counts)
+        real, total, masked, correct = counts.tolist()
         elapsed = max(time.perf_counter() - self._window_start - self._excluded, 1e-9)
         metrics = {
             "tokens_per_second": real / elapsed,
