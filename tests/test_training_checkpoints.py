@@ -160,7 +160,7 @@ def _run(output_dir, dataset_factory, collator, max_steps, resume=None, **overri
 
 @pytest.mark.parametrize(
     "kind, optimizer",
-    [("map", "adamw"), ("map", "muonclip"), ("stream", "adamw")],
+    [("map", "adamw"), ("map", "muonclip"), ("stream", "adamw"), ("datasets-stream", "adamw")],
 )
 def test_resume_is_exact(tmp_path, kind, optimizer):
     # Masks are a function of the sample (as the data pipeline makes them), not of the global RNG: accelerate's
@@ -168,8 +168,15 @@ def test_resume_is_exact(tmp_path, kind, optimizer):
     # interleaves differently with dropout once resumed. Dropout itself (global RNG) must resume exactly.
     if kind == "map":
         factory, extra = (lambda: mlm_samples(48)), {"train_sampling_strategy": "random"}
-    else:
+    elif kind == "stream":
         factory, extra = StatefulStream, {}
+    else:  # a `datasets.IterableDataset`, resumed through its own state_dict()
+        import datasets
+
+        def factory():
+            return datasets.Dataset.from_list(mlm_samples(200)).to_iterable_dataset(num_shards=4)
+
+        extra = {}
     collator = pad_collate
     extra["optimizer"] = optimizer
     if optimizer == "muonclip":
@@ -186,7 +193,7 @@ def test_resume_is_exact(tmp_path, kind, optimizer):
         assert got[step] == expected[step], step
     for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), name
-    if kind == "stream":
+    if kind != "map":
         assert (tmp_path / "straight" / "checkpoints" / "3" / "data_state.json").is_file()
 
 
