@@ -20,6 +20,8 @@ __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 # The module's `add_parser` uses the same help text; tests/test_cli.py checks that they agree.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "env": ("neobert_hf.cli.env", "Print versions, hardware and which optional backends are usable."),
+    "pretrain": ("neobert_hf.cli.pretrain", "Pretrain NeoBERT with masked language modelling from a YAML recipe."),
+    "preprocess": ("neobert_hf.cli.preprocess", "Tokenize a dataset and save it to disk for `neobert-hf pretrain`."),
 }
 
 
