@@ -1,0 +1,107 @@
+"""`neobert-hf pretrain`: MLM pretraining from a YAML recipe plus command-line overrides.
+
+```bash
+neobert-hf pretrain --config recipes/tiny/pretrain.yaml
+neobert-hf pretrain --config recipes/tiny/pretrain.yaml --max_steps 50 --output_dir runs/try
+neobert-hf pretrain --config recipes/tiny/pretrain.yaml --resume_from_checkpoint latest
+```
+
+Every key of the recipe is a flag of `neobert-hf pretrain --help` (model, data and training arguments); flags given on
+the command line win over the recipe. Bad input fails with one clear message before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+
+__all__ = ["HELP", "add_parser", "build_argument_parser", "parse_args", "run"]
+
+HELP = "Pretrain NeoBERT with masked language modelling from a YAML recipe."
+
+_EXPECTED_ERRORS = (ValueError, OSError, ImportError)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register `pretrain`; its arguments are parsed by [`build_argument_parser`] in [`run`].
+
+    The subparser takes every remaining token as is (`prefix_chars="+"` keeps argparse from reading `--flags`
+    here), so that the recipe parser sees the whole command line, `--help` included.
+    """
+    parser = subparsers.add_parser(
+        "pretrain", help=HELP, description=HELP, add_help=False, prefix_chars="+"
+    )
+    parser.add_argument("argv", nargs=argparse.REMAINDER)
+    return parser
+
+
+def build_argument_parser():
+    """The recipe parser over (ModelArguments, DataArguments, NeoBERTTrainingArguments)."""
+    from ..training import NeoBERTTrainingArguments
+    from ..training.pretrain_arguments import DataArguments, ModelArguments
+    from .parser import NeoBERTArgumentParser
+
+    return NeoBERTArgumentParser(
+        (ModelArguments, DataArguments, NeoBERTTrainingArguments),
+        prog="neobert-hf pretrain",
+        description=HELP + " Usage: neobert-hf pretrain --config recipe.yaml [--key value ...].",
+    )
+
+
+def parse_args(argv: Sequence[str]):
+    """`(model_args, data_args, training_args)` from a command line (recipe via `--config`)."""
+    return build_argument_parser().parse_args_and_config(list(argv))
+
+
+def setup_logging() -> None:
+    """Show this package's progress messages (setup summary, where checkpoints go) on the console."""
+    package_logger = logging.getLogger("neobert_hf")
+    if not any(getattr(h, "_neobert_cli", False) for h in package_logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._neobert_cli = True  # type: ignore[attr-defined]
+        package_logger.addHandler(handler)
+    package_logger.setLevel(logging.INFO)
+    package_logger.propagate = False
+
+
+def fail(message: str) -> int:
+    print(f"neobert-hf pretrain: error: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """Parse, check and train. Returns 0 on success, 2 on bad input (nothing written)."""
+    from ..training.pretrain import prepare_pretraining
+
+    try:
+        model_args, data_args, training_args = parse_args(args.argv)
+        setup = prepare_pretraining(model_args, data_args, training_args)
+    except _EXPECTED_ERRORS as error:
+        return fail(str(error))
+    setup_logging()
+    logger = logging.getLogger("neobert_hf.pretrain")
+    if training_args.should_log:
+        logger.info(setup.summary())
+    from ..training import NonFiniteLossError
+
+    trainer = setup.build_trainer()
+    try:
+        trainer.train(resume_from_checkpoint=setup.resume_from_checkpoint)
+    except NonFiniteLossError as error:
+        print(f"neobert-hf pretrain: {error}", file=sys.stderr)
+        return 1
+    if training_args.should_log:
+        from ..training.checkpointing import latest_checkpoint
+
+        final = latest_checkpoint(training_args.output_dir)
+        if final is not None:
+            logger.info(
+                f"Done: {trainer.state.global_step} steps. Model, tokenizer and training state in {final}\n"
+                f"  fill [MASK]: python -c \"from transformers import pipeline; import neobert_hf; "
+                f"print(pipeline('fill-mask', model='{final}')('a [MASK] is a domestic animal.'))\""
+            )
+    return 0

@@ -1,0 +1,483 @@
+"""MLM pretraining from parsed arguments: the run behind `neobert-hf pretrain`.
+
+[`prepare_pretraining`] checks every argument and builds the tokenizer, the model config, the data and the model;
+it writes nothing, so a bad recipe fails before `output_dir` is touched. [`PretrainingSetup.build_trainer`] then
+builds the [`NeoBERTTrainer`] (which creates `output_dir`), and [`run_pretraining`] does both and trains.
+
+```python
+from neobert_hf.training.pretrain import run_pretraining
+from neobert_hf.training.pretrain_arguments import DataArguments, ModelArguments
+from neobert_hf.training import NeoBERTTrainingArguments
+
+trainer = run_pretraining(
+    ModelArguments(tokenizer_name="data/tokenizer", hidden_size=128, num_hidden_layers=2, num_attention_heads=2),
+    DataArguments(dataset_name="data/corpus", max_seq_length=128, tokens_per_batch=2048),
+    NeoBERTTrainingArguments(output_dir="runs/demo", max_steps=10, per_device_train_batch_size=1, use_cpu=True),
+)
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..data import (
+    MLMMasker,
+    PackedBatchCollator,
+    PretrainingData,
+    PreparedTokenizer,
+    build_mlm_datasets,
+    load_pretraining_data,
+    load_tokenizer,
+    prepare_tokenizer,
+    tokenize_dataset,
+)
+from ..modeling import NeoBERTConfig, NeoBERTForMaskedLM
+from .arguments import NeoBERTTrainingArguments
+from .checkpointing import CheckpointError, list_checkpoints, load_data_state, resolve_checkpoint
+from .pretrain_arguments import ARCHITECTURE_FIELDS, DataArguments, ModelArguments
+
+
+__all__ = ["PretrainingSetup", "prepare_pretraining", "run_pretraining"]
+
+logger = logging.getLogger("neobert_hf.pretrain")
+
+_CUDA_ONLY_ATTENTION = ("flash_attention_2", "flash_attention_3", "torch_varlen")
+_PREPROCESSED_TOKENIZER = "tokenizer"
+_PREPROCESS_INFO = "preprocess_info.json"
+
+
+@dataclass
+class PretrainingSetup:
+    """Everything a pretraining run needs, built and checked by [`prepare_pretraining`]; nothing written yet.
+
+    Attributes:
+        model_args, data_args, training_args: the parsed arguments.
+        tokenizer: the prepared tokenizer (pad/mask tokens, inert vocabulary padding); saved with every checkpoint.
+        config ([`NeoBERTConfig`]): the model config, with `vocab_size`/`pad_token_id` synced to the tokenizer.
+        model ([`NeoBERTForMaskedLM`]): new or loaded weights.
+        data ([`~neobert_hf.data.PretrainingData`]): the tokenized train/eval documents.
+        train_dataset, eval_dataset ([`~neobert_hf.data.MicrobatchDataset`]): packed (or padded) masked microbatches.
+        collator ([`~neobert_hf.data.PackedBatchCollator`]): joins `per_device_*_batch_size` microbatches.
+        resume_from_checkpoint (`str`, *optional*): the checkpoint folder to resume from, resolved and checked.
+    """
+
+    model_args: ModelArguments
+    data_args: DataArguments
+    training_args: NeoBERTTrainingArguments
+    tokenizer: Any
+    config: NeoBERTConfig
+    model: NeoBERTForMaskedLM
+    data: PretrainingData
+    train_dataset: Any
+    eval_dataset: Any
+    collator: PackedBatchCollator
+    resume_from_checkpoint: str | None
+
+    def build_trainer(self):
+        """The [`NeoBERTTrainer`] of this setup (creates `output_dir`)."""
+        from .trainer import NeoBERTTrainer
+
+        return NeoBERTTrainer(
+            model=self.model,
+            args=self.training_args,
+            train_dataset=self.train_dataset,
+            eval_dataset=self.eval_dataset,
+            data_collator=self.collator,
+            processing_class=self.tokenizer,
+        )
+
+    def summary(self) -> str:
+        """A few lines describing the run, printed before training."""
+        data_args, args, config = self.data_args, self.training_args, self.config
+        microbatch = self.training_args.per_device_train_batch_size
+        if data_args.packing:
+            forward = f"{microbatch} x {data_args.microbatch_tokens} packed tokens"
+            step_tokens = data_args.microbatch_tokens * microbatch * args.gradient_accumulation_steps * args.world_size
+            step = f"{step_tokens:,} token slots"
+        else:
+            forward = f"{microbatch} padded rows of <= {data_args.max_seq_length} tokens"
+            step = f"{microbatch * args.gradient_accumulation_steps * args.world_size} rows"
+        params = sum(p.numel() for p in self.model.parameters())
+        masking = "mask_all" if data_args.mask_all else "80/10/10"
+        lines = [
+            f"model: NeoBERT {config.num_hidden_layers}x{config.hidden_size}, {config.num_attention_heads} heads, "
+            f"{params / 1e6:.1f}M parameters, vocab {config.vocab_size}, attention "
+            f"{self.model.config._attn_implementation}"
+            + (f", from {self.model_args.model_name_or_path}" if self.model_args.model_name_or_path else ", new"),
+            f"data: {self.data.description}",
+            f"batch: {forward} per device and forward; x {args.gradient_accumulation_steps} accumulation x "
+            f"{args.world_size} devices = {step} per optimizer step; max_seq_length {data_args.max_seq_length}; "
+            f"masking {data_args.mlm_probability:g} ({masking})",
+            f"output: {os.path.join(args.output_dir, 'checkpoints')}/<step>/"
+            + (f"; resuming from {self.resume_from_checkpoint}" if self.resume_from_checkpoint else ""),
+        ]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Checks
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _check_training_args(args: NeoBERTTrainingArguments, has_eval: bool | None = None) -> None:
+    if args.max_steps is None or args.max_steps <= 0:
+        raise ValueError(
+            "Set max_steps (> 0): pretraining reads packed microbatches from a stream that has no length, so the run "
+            "is measured in optimizer steps, not epochs."
+        )
+    if args.dataloader_num_workers:
+        raise ValueError(
+            f"dataloader_num_workers must be 0 (got {args.dataloader_num_workers}): the packing dataset keeps its exact "
+            "resume position in the main process. Packing and masking are cheap; to tokenize in parallel, use "
+            "preprocessing_num_workers or `neobert-hf preprocess`."
+        )
+    if args.output_dir is None:
+        raise ValueError("Set output_dir: checkpoints are written to <output_dir>/checkpoints/<step>/.")
+    if has_eval is False and args.eval_strategy != "no":
+        raise ValueError(
+            f"eval_strategy={args.eval_strategy.value if hasattr(args.eval_strategy, 'value') else args.eval_strategy} "
+            "but no eval data was found: the source has no validation/eval/test/dev split. Set eval_split, "
+            "eval_fraction or eval_samples, or eval_strategy no."
+        )
+
+
+def _check_attention(model_args: ModelArguments, args: NeoBERTTrainingArguments) -> None:
+    implementation = model_args.attn_implementation
+    if implementation in _CUDA_ONLY_ATTENTION and (args.use_cpu or not torch.cuda.is_available()):
+        raise ValueError(
+            f"attn_implementation={implementation} needs a CUDA GPU, and this run is on the CPU. Use "
+            "attn_implementation sdpa (exact on packed batches, CPU and GPU)."
+        )
+    if implementation in ("flash_attention_2", "flash_attention_3"):
+        from ..import_utils import require
+
+        require("flash_attn", f"attn_implementation={implementation}")
+
+
+def _resolve_resume(args: NeoBERTTrainingArguments) -> str | None:
+    """The complete checkpoint to resume from, or `None`; refuses to start a new run on top of an old one."""
+    spec = args.resume_from_checkpoint
+    if spec in (None, "", False) or (isinstance(spec, str) and spec.lower() in ("false", "none")):
+        existing = list_checkpoints(args.output_dir)
+        if existing:
+            raise CheckpointError(
+                f"{args.output_dir} already holds checkpoints of an earlier run (steps "
+                f"{[step for step, _ in existing]}). Continue it with --resume_from_checkpoint latest, or start a new "
+                f"run in another output_dir (or delete {os.path.join(args.output_dir, 'checkpoints')})."
+            )
+        return None
+    path = resolve_checkpoint(spec, args.output_dir)
+    if not any(name.startswith("optimizer") for name in os.listdir(path)):
+        raise CheckpointError(
+            f"{path} holds no optimizer state (saved with save_only_model?), so training cannot resume from it. Start a "
+            "new run from its weights instead: --model_name_or_path " + path
+        )
+    if not args.ignore_data_skip and load_data_state(path) is None:
+        raise CheckpointError(
+            f"{path} holds no data_state.json/.pt, so the position in the training data cannot be restored. Pass "
+            "--ignore_data_skip true to restart the data from its beginning."
+        )
+    return path
+
+
+def _check_resume_matches(path: str, config: NeoBERTConfig) -> None:
+    saved = NeoBERTConfig.from_pretrained(path)
+    fields = (*ARCHITECTURE_FIELDS, "vocab_size")
+    differences = {f: (getattr(saved, f), getattr(config, f)) for f in fields if getattr(saved, f) != getattr(config, f)}
+    if differences:
+        detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in differences.items())
+        raise CheckpointError(
+            f"Cannot resume from {path}: the model it holds differs from the one these arguments build ({detail}). "
+            "Resume with the arguments of the original run."
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tokenizer and config
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _preprocessed_tokenizer_dir(data_args: DataArguments) -> str | None:
+    name = data_args.dataset_name
+    if name is None or not os.path.isdir(name):
+        return None
+    folder = os.path.join(name, _PREPROCESSED_TOKENIZER)
+    return folder if os.path.isfile(os.path.join(name, _PREPROCESS_INFO)) and os.path.isdir(folder) else None
+
+
+def _check_same_vocabulary(tokenizer: Any, reference_dir: str) -> None:
+    """Data tokenized by `neobert-hf preprocess` must be read with the tokenizer that made it."""
+    from transformers import AutoTokenizer
+
+    reference = AutoTokenizer.from_pretrained(reference_dir).get_vocab()
+    ours = tokenizer.get_vocab()
+    different = [token for token, index in reference.items() if ours.get(token) != index]
+    if different:
+        raise ValueError(
+            f"The dataset was tokenized with the tokenizer in {reference_dir}, which differs from tokenizer_name "
+            f"({len(different)} of {len(reference)} entries differ, e.g. {different[:3]}). Use that tokenizer (leave "
+            "tokenizer_name unset) or preprocess the data again with this one."
+        )
+
+
+def load_pretraining_tokenizer(
+    model_args: ModelArguments, data_args: DataArguments, checkpoint_config: NeoBERTConfig | None = None
+) -> PreparedTokenizer:
+    """Load and prepare the tokenizer; with a checkpoint, pad it to exactly the checkpoint's vocabulary.
+
+    Raises:
+        `ValueError`: no tokenizer given, or a tokenizer that cannot match the checkpoint's vocabulary.
+    """
+    preprocessed = _preprocessed_tokenizer_dir(data_args)
+    name = model_args.tokenizer_name or model_args.model_name_or_path or preprocessed
+    if name is None:
+        raise ValueError(
+            "No tokenizer: set tokenizer_name (a local tokenizer folder such as data/tokenizer, or a Hub id)."
+        )
+    if checkpoint_config is None:
+        prepared = load_tokenizer(
+            name,
+            pad_vocab_to_multiple_of=model_args.pad_vocab_to_multiple_of or None,
+            add_missing_special_tokens=model_args.add_missing_special_tokens,
+        )
+    else:
+        vocab_size = checkpoint_config.vocab_size
+        prepared = load_tokenizer(
+            name, pad_vocab_to_multiple_of=None, add_missing_special_tokens=model_args.add_missing_special_tokens
+        )
+        if prepared.vocab_size > vocab_size:
+            raise ValueError(
+                f"The tokenizer {name!r} has {prepared.vocab_size} entries but the model in "
+                f"{model_args.model_name_or_path!r} has only vocab_size={vocab_size} embedding rows: the vocabularies "
+                "cannot be synced. Continue with the tokenizer the checkpoint was trained with (leave tokenizer_name "
+                "unset to use the one saved next to it)."
+            )
+        if prepared.vocab_size < vocab_size:
+            # Inert tokens fill the remaining embedding rows, so that len(tokenizer) == config.vocab_size.
+            prepared = prepare_tokenizer(prepared.tokenizer, pad_vocab_to_multiple_of=vocab_size)
+        if checkpoint_config.pad_token_id is not None and checkpoint_config.pad_token_id != prepared.pad_token_id:
+            raise ValueError(
+                f"The tokenizer {name!r} pads with id {prepared.pad_token_id} but the model in "
+                f"{model_args.model_name_or_path!r} was trained with pad_token_id={checkpoint_config.pad_token_id}: "
+                "it is not the tokenizer of this checkpoint."
+            )
+    if preprocessed is not None and name != preprocessed:
+        _check_same_vocabulary(prepared.tokenizer, preprocessed)
+    return prepared
+
+
+def _load_neobert_config(name: str, what: str) -> NeoBERTConfig:
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as error:
+        raise OSError(f"Could not load the config of {what}={name!r}: {error}") from error
+    if not isinstance(config, NeoBERTConfig):
+        raise ValueError(f"{what}={name!r} is a {type(config).__name__} (model_type {config.model_type!r}), not NeoBERT.")
+    return config
+
+
+def build_model_config(model_args: ModelArguments, prepared: PreparedTokenizer | None = None) -> NeoBERTConfig:
+    """The model config: the checkpoint's, `config_name`'s or [`NeoBERTConfig`]'s defaults, with the size fields
+    given and, for a new model, the tokenizer's `vocab_size`/`pad_token_id`."""
+    overrides = model_args.config_overrides()
+    if model_args.model_name_or_path is not None:
+        config = _load_neobert_config(model_args.model_name_or_path, "model_name_or_path")
+        changed = {k: (getattr(config, k), v) for k, v in overrides.items() if k in ARCHITECTURE_FIELDS}
+        changed = {k: pair for k, pair in changed.items() if pair[0] != pair[1]}
+        if not config.rope and overrides.get("max_position_embeddings", config.max_position_embeddings) != (
+            config.max_position_embeddings
+        ):
+            changed["max_position_embeddings"] = (config.max_position_embeddings, overrides["max_position_embeddings"])
+        if changed:
+            detail = ", ".join(f"{k}: checkpoint {a!r}, asked {b!r}" for k, (a, b) in changed.items())
+            raise ValueError(
+                f"Cannot change the architecture of the checkpoint {model_args.model_name_or_path!r} ({detail}): "
+                "these fields have weights. Remove them to continue from the checkpoint, or drop model_name_or_path "
+                "to train a new model."
+            )
+        for key, value in overrides.items():
+            setattr(config, key, value)
+    else:
+        base = _load_neobert_config(model_args.config_name, "config_name").to_dict() if model_args.config_name else {}
+        for key in ("model_type", "transformers_version", "architectures", "auto_map"):
+            base.pop(key, None)
+        if "tie_word_embeddings" in overrides:
+            base.pop("decoder_bias", None)  # follows tying unless set explicitly
+        values = {**base, **overrides}
+        if prepared is not None:
+            values.update(prepared.config_updates())
+        config = NeoBERTConfig(**values)
+    config.validate_architecture()
+    return config
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _is_empty(dataset: Any) -> bool:
+    from datasets import Dataset
+
+    if isinstance(dataset, Dataset):
+        return len(dataset) == 0
+    return next(iter(dataset.take(1)), None) is None
+
+
+def load_pretraining_datasets(
+    data_args: DataArguments, tokenizer: Any, config: NeoBERTConfig, args: NeoBERTTrainingArguments
+):
+    """Load, tokenize and wrap the data into masked microbatch datasets.
+
+    Returns:
+        `tuple`: `(data, train_dataset, eval_dataset)`; `eval_dataset` is `None` when no eval data was resolved.
+    """
+    seed = args.data_seed if args.data_seed is not None else args.seed
+    data = load_pretraining_data(
+        data_args.source(),
+        config_name=data_args.dataset_config_name,
+        train_split=data_args.train_split,
+        eval_split=data_args.eval_split,
+        eval_fraction=data_args.eval_fraction,
+        eval_samples=data_args.eval_samples,
+        streaming=data_args.streaming,
+        text_column=data_args.text_column,
+        seed=seed,
+        cache_dir=data_args.cache_dir,
+    )
+    if not data.tokenized:
+        num_proc = data_args.preprocessing_num_workers
+        tokenize = dict(text_column=data.text_column, num_proc=None if data.streaming else num_proc)
+        train = tokenize_dataset(data.train, tokenizer, **tokenize)
+        evaluation = None if data.eval is None else tokenize_dataset(data.eval, tokenizer, **tokenize)
+        data = dataclasses.replace(data, train=train, eval=evaluation, tokenized=True)
+    if _is_empty(data.train):
+        raise ValueError(
+            f"The training data has no tokens: every document of {data_args.source()!r} is empty after tokenization "
+            f"(text column {data.text_column!r}). Check the text column and the split."
+        )
+    if data.eval is not None and _is_empty(data.eval):
+        raise ValueError(f"The eval data has no tokens after tokenization ({data.description}).")
+    masker = MLMMasker.from_tokenizer(
+        tokenizer,
+        vocab_size=config.vocab_size,
+        mlm_probability=data_args.mlm_probability,
+        mask_all=data_args.mask_all,
+        mask_replace_prob=data_args.mask_replace_prob,
+        random_replace_prob=data_args.random_replace_prob,
+        seed=seed,
+    )
+    packed = data_args.packing
+    train_dataset, eval_dataset = build_mlm_datasets(
+        data,
+        tokenizer,
+        masker=masker,
+        tokens_per_batch=data_args.microbatch_tokens if packed else None,
+        max_seq_length=data_args.max_seq_length,
+        mode="packed" if packed else "padded",
+        # Padded mode: one row per item; the collator stacks per_device_*_batch_size of them.
+        batch_size=None if packed else 1,
+        pad_to_multiple_of=data_args.pad_to_multiple_of,
+        buffer_size=data_args.packing_buffer_size,
+        max_sequences_per_batch=data_args.max_sequences_per_batch,
+        seed=seed,
+    )
+    return data, train_dataset, eval_dataset
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def build_model(model_args: ModelArguments, config: NeoBERTConfig, seed: int) -> NeoBERTForMaskedLM:
+    """A new [`NeoBERTForMaskedLM`] (seeded) or the checkpoint's weights, loaded strictly."""
+    from transformers import AutoModelForMaskedLM, set_seed
+
+    set_seed(seed)
+    implementation = model_args.attn_implementation
+    if model_args.model_name_or_path is None:
+        return NeoBERTForMaskedLM._from_config(config, attn_implementation=implementation)
+    model, info = AutoModelForMaskedLM.from_pretrained(
+        model_args.model_name_or_path, config=config, attn_implementation=implementation, output_loading_info=True
+    )
+    problems = {k: sorted(v) for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+    if problems:
+        raise ValueError(
+            f"The weights in {model_args.model_name_or_path!r} do not match a NeoBERT masked-LM model: {problems}. "
+            "Continue from a NeoBERTForMaskedLM checkpoint (a checkpoints/<step>/ folder or an export with its decoder)."
+        )
+    return model
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Entry points
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def prepare_pretraining(
+    model_args: ModelArguments, data_args: DataArguments, training_args: NeoBERTTrainingArguments
+) -> PretrainingSetup:
+    """Check the arguments and build tokenizer, config, data and model. Writes nothing.
+
+    Raises:
+        `ValueError` (including [`~neobert_hf.training.CheckpointError`]), `OSError`, `ImportError`: a clear message
+        for each bad input (missing max_steps, `max_seq_length > max_position_embeddings`, vocabularies that cannot
+        be synced, empty data, missing text column, incomplete resume checkpoint, a CUDA-only kernel on CPU, ...).
+    """
+    _check_training_args(training_args)
+    _check_attention(model_args, training_args)
+    resume = _resolve_resume(training_args)
+
+    checkpoint_config = None
+    if model_args.model_name_or_path is not None:
+        checkpoint_config = _load_neobert_config(model_args.model_name_or_path, "model_name_or_path")
+    prepared = load_pretraining_tokenizer(model_args, data_args, checkpoint_config)
+    config = build_model_config(model_args, prepared)
+    if data_args.max_seq_length > config.max_position_embeddings:
+        raise ValueError(
+            f"max_seq_length ({data_args.max_seq_length}) is larger than the model's max_position_embeddings "
+            f"({config.max_position_embeddings}). Lower max_seq_length or raise max_position_embeddings."
+        )
+    if resume is not None:
+        _check_resume_matches(resume, config)
+
+    data, train_dataset, eval_dataset = load_pretraining_datasets(data_args, prepared.tokenizer, config, training_args)
+    _check_training_args(training_args, has_eval=eval_dataset is not None)
+    if resume is not None and not training_args.ignore_data_skip:
+        # The trainer restores the data position again when training starts; loading it here checks, before
+        # anything is written, that the data and packing settings are those of the checkpoint.
+        train_dataset.load_state_dict(load_data_state(resume))
+
+    model = build_model(model_args, config, training_args.seed)
+    return PretrainingSetup(
+        model_args=model_args,
+        data_args=data_args,
+        training_args=training_args,
+        tokenizer=prepared.tokenizer,
+        config=model.config,
+        model=model,
+        data=data,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        collator=PackedBatchCollator(pad_token_id=prepared.pad_token_id),
+        resume_from_checkpoint=resume,
+    )
+
+
+def run_pretraining(model_args: ModelArguments, data_args: DataArguments, training_args: NeoBERTTrainingArguments):
+    """Prepare (see [`prepare_pretraining`]) and train; returns the [`NeoBERTTrainer`] after training."""
+    setup = prepare_pretraining(model_args, data_args, training_args)
+    logger.info(setup.summary())
+    trainer = setup.build_trainer()
+    trainer.train(resume_from_checkpoint=setup.resume_from_checkpoint)
+    return trainer
