@@ -476,6 +476,7 @@ def load_pretraining_data(
     >>> data = load_pretraining_data("data/corpus")
     >>> data.eval_origin, data.text_column
     ('auto_split', 'text')
+
     ```
     """
     if eval_fraction is not None and eval_samples is not None:

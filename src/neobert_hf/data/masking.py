@@ -126,6 +126,7 @@ class MLMMasker:
     >>> masked, labels = masker.mask(ids, lengths=[len(ids)], sample_indices=[7], epoch=0)
     >>> bool(((labels == -100) | (masked == tokenizer.mask_token_id)).all())
     True
+
     ```
     """
 

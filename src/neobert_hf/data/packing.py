@@ -531,6 +531,7 @@ class MicrobatchDataset(TorchIterableDataset):
     >>> batch = next(iter(DataLoader(dataset, batch_size=1, collate_fn=PackedBatchCollator())))
     >>> batch["input_ids"].shape, batch["cu_seq_lens_q"].dtype
     (torch.Size([1, 512]), torch.int32)
+
     ```
     """
 

@@ -123,6 +123,7 @@ def prepare_tokenizer(
     >>> prepared = prepare_tokenizer(AutoTokenizer.from_pretrained("data/tokenizer"))
     >>> prepared.config_updates()
     {'vocab_size': 8192, 'pad_token_id': 0}
+
     ```
     """
     if pad_vocab_to_multiple_of is not None and pad_vocab_to_multiple_of < 0:
