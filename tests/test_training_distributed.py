@@ -71,3 +71,47 @@ def test_ddp_with_accumulation_equals_one_large_batch(tmp_path, masked_only):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-6)
         # throughput counts are summed over the ranks
         assert a["token_utilization"] <= 1.0
+
+
+RESUME_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, torch
+    sys.path.insert(0, {tests!r})
+    from test_training_fixtures import StatefulStream, losses, make_args, make_model, make_trainer, pad_collate
+
+    args = make_args(
+        {output!r}, max_steps=6, save_strategy="steps", save_steps=3, gradient_accumulation_steps=2,
+        per_device_train_batch_size=3, ddp_backend="gloo",
+    )
+    trainer = make_trainer(args, model=make_model(dropout=0.1), train_dataset=StatefulStream(), collator=pad_collate)
+    trainer.train(resume_from_checkpoint={resume!r})
+    if int(os.environ["RANK"]) == 0:
+        torch.save({{"losses": losses(trainer), "weights": trainer.model.state_dict()}}, {result!r})
+    """
+)
+
+
+@pytest.mark.slow
+def test_ddp_resume_of_a_stateful_stream_is_exact(tmp_path):
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    results = {}
+    for name, resume in (("straight", None), ("resumed", 3)):
+        if resume is not None:
+            import shutil
+
+            shutil.copytree(tmp_path / "straight" / "checkpoints" / "3", tmp_path / name / "checkpoints" / "3")
+        script = tmp_path / f"{name}.py"
+        script.write_text(
+            RESUME_SCRIPT.format(tests=tests, output=str(tmp_path / name), resume=resume, result=str(tmp_path / f"{name}.pt"))
+        )
+        completed = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)],
+            env=env, capture_output=True, text=True, timeout=300,
+        )
+        assert completed.returncode == 0, completed.stderr[-4000:]
+        results[name] = torch.load(tmp_path / f"{name}.pt")
+    for step in (4, 5, 6):
+        assert results["resumed"]["losses"][step] == results["straight"]["losses"][step]
+    for key, value in results["straight"]["weights"].items():
+        assert torch.equal(value, results["resumed"]["weights"][key]), key

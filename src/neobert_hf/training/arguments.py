@@ -157,6 +157,11 @@ class NeoBERTTrainingArguments(TrainingArguments):
         self._validate_muonclip()
         self._apply_final_lr_ratio()
         super().__post_init__()
+        if getattr(self.accelerator_config, "dispatch_batches", False) is None:
+            # accelerate would otherwise read an IterableDataset on rank 0 only and slice each tensor of the batch
+            # along dim 0 for the other ranks: that breaks packed batches (1-D cu_seq_lens, [1, T] rows) and
+            # per-batch padding. Every rank reads the stream and keeps its share instead.
+            self.accelerator_config.dispatch_batches = False
         if self.optimizer == "muonclip" and (self.deepspeed or self.fsdp):
             raise ValueError(
                 "optimizer=muonclip needs whole 2-D matrices on every rank (Newton-Schulz, per-head QK-clip); it is "

@@ -363,7 +363,13 @@ class NeoBERTTrainer(Trainer):
                     "cannot resume the stream exactly."
                 )
             else:
-                self._data_tracker = StreamPositionTracker(dataset, items_per_batch=self._train_batch_size or 1)
+                # Per training batch of one process, the stream gives the items of every process (accelerate
+                # shards an iterable dataset by reading batch_size x num_processes items, or dispatches them from
+                # rank 0), unless batches are split.
+                processes = 1 if getattr(self.accelerator, "split_batches", False) else self.args.world_size
+                self._data_tracker = StreamPositionTracker(
+                    dataset, items_per_batch=(self._train_batch_size or 1) * processes
+                )
                 dataset = self._data_tracker
         return self._get_dataloader(
             dataset=dataset,
