@@ -3,9 +3,9 @@ the compact console line when no tracker is on."""
 
 import pytest
 import torch
+from test_training_fixtures import make_args, make_trainer, mlm_samples, pack_collate, pad_collate
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from test_training_fixtures import make_args, make_trainer, mlm_samples, pack_collate, pad_collate
 from neobert_hf.training import CompactPrinterCallback, CompactProgressCallback, ThroughputMonitor
 from neobert_hf.training.callbacks import format_log_line
 
@@ -44,7 +44,9 @@ def test_log_timing_adds_the_step_time_split(tmp_path):
     trainer.train()
     for entry in _train_logs(trainer):
         for phase in ("data", "forward", "backward", "optimizer", "step"):
-            assert entry[f"time_{phase}_ms_p50"] >= 0 and entry[f"time_{phase}_ms_p95"] >= entry[f"time_{phase}_ms_p50"]
+            assert (
+                entry[f"time_{phase}_ms_p50"] >= 0 and entry[f"time_{phase}_ms_p95"] >= entry[f"time_{phase}_ms_p50"]
+            )
         parts = sum(entry[f"time_{p}_ms_p50"] for p in ("data", "forward", "backward", "optimizer"))
         assert parts <= entry["time_step_ms_p95"] * 1.05 + 1.0
 

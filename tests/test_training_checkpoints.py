@@ -6,9 +6,6 @@ import shutil
 
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import AutoModelForMaskedLM, PreTrainedTokenizerFast
-
 from test_training_fixtures import (
     PlainStream,
     StatefulStream,
@@ -19,6 +16,9 @@ from test_training_fixtures import (
     mlm_samples,
     pad_collate,
 )
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import AutoModelForMaskedLM, PreTrainedTokenizerFast
+
 from neobert_hf.training import CheckpointError, NeoBERTTrainer, NonFiniteLossError, resolve_checkpoint
 from neobert_hf.training.checkpointing import list_checkpoints
 
@@ -29,7 +29,11 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     return PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+        tokenizer_object=backend,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
         mask_token="[MASK]",
     )
 
@@ -48,9 +52,18 @@ def test_checkpoint_tree_holds_a_resumable_state_and_a_loadable_model(tmp_path):
     folder = tmp_path / "checkpoints" / "4"
     names = set(os.listdir(folder))
     assert {
-        "model.safetensors", "config.json", "modeling_neobert.py", "configuration_neobert.py",  # the model
-        "tokenizer.json", "tokenizer_config.json", "README.md",  # tokenizer and card
-        "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json", "training_args.bin",  # resume
+        "model.safetensors",
+        "config.json",
+        "modeling_neobert.py",
+        "configuration_neobert.py",  # the model
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "README.md",  # tokenizer and card
+        "optimizer.pt",
+        "scheduler.pt",
+        "rng_state.pth",
+        "trainer_state.json",
+        "training_args.bin",  # resume
     } <= names
     card = (folder / "README.md").read_text()
     assert "step **4**" in card and "AutoModelForMaskedLM" in card
@@ -225,8 +238,13 @@ def test_resume_is_exact_with_the_packing_dataset(tmp_path):
 
     def factory():
         masker = MLMMasker(
-            mask_token_id=4, vocab_size=128, special_token_ids=range(5), replacement_token_ids=range(5, 128),
-            mlm_probability=0.2, mask_all=True, seed=0,
+            mask_token_id=4,
+            vocab_size=128,
+            special_token_ids=range(5),
+            replacement_token_ids=range(5, 128),
+            mlm_probability=0.2,
+            mask_all=True,
+            seed=0,
         )
         return MicrobatchDataset(
             documents, tokens_per_batch=128, max_seq_length=64, pad_token_id=0, masker=masker, buffer_size=16, seed=0
@@ -234,10 +252,16 @@ def test_resume_is_exact_with_the_packing_dataset(tmp_path):
 
     def run(output_dir, resume=None):
         args = make_args(
-            output_dir, max_steps=6, save_strategy="steps", save_steps=3, gradient_accumulation_steps=2,
+            output_dir,
+            max_steps=6,
+            save_strategy="steps",
+            save_steps=3,
+            gradient_accumulation_steps=2,
             per_device_train_batch_size=1,
         )
-        trainer = make_trainer(args, model=make_model(dropout=0.1), train_dataset=factory(), collator=PackedBatchCollator())
+        trainer = make_trainer(
+            args, model=make_model(dropout=0.1), train_dataset=factory(), collator=PackedBatchCollator()
+        )
         trainer.train(resume_from_checkpoint=resume)
         return trainer
 

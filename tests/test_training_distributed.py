@@ -8,7 +8,6 @@ import textwrap
 
 import pytest
 import torch
-
 from test_training_fixtures import GradCapture, make_args, make_trainer, mlm_samples, pad_collate, relative_error
 
 
@@ -43,12 +42,18 @@ def test_ddp_with_accumulation_equals_one_large_batch(tmp_path, masked_only):
     result = tmp_path / "ddp.pt"
     tests = os.path.dirname(os.path.abspath(__file__))
     script.write_text(
-        SCRIPT.format(tests=tests, rates=RATES, output=str(tmp_path / "ddp"), masked_only=masked_only, result=str(result))
+        SCRIPT.format(
+            tests=tests, rates=RATES, output=str(tmp_path / "ddp"), masked_only=masked_only, result=str(result)
+        )
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     completed = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     distributed = torch.load(result)
@@ -56,10 +61,18 @@ def test_ddp_with_accumulation_equals_one_large_batch(tmp_path, masked_only):
     # one process, one microbatch of 8 = the 2 ranks x 2 accumulation steps x 2 samples of each optimizer step
     capture = GradCapture()
     args = make_args(
-        tmp_path / "single", per_device_train_batch_size=8, max_steps=2, learning_rate=0.0,
-        lr_scheduler_type="constant", max_grad_norm=0.0, save_final_checkpoint=False, masked_logits_only_loss=masked_only,
+        tmp_path / "single",
+        per_device_train_batch_size=8,
+        max_steps=2,
+        learning_rate=0.0,
+        lr_scheduler_type="constant",
+        max_grad_norm=0.0,
+        save_final_checkpoint=False,
+        masked_logits_only_loss=masked_only,
     )
-    trainer = make_trainer(args, train_dataset=mlm_samples(32, mask_rates=RATES), collator=pad_collate, callbacks=[capture])
+    trainer = make_trainer(
+        args, train_dataset=mlm_samples(32, mask_rates=RATES), collator=pad_collate, callbacks=[capture]
+    )
     trainer.train()
     single_logs = [e for e in trainer.state.log_history if "loss" in e and "train_runtime" not in e]
 
@@ -103,11 +116,17 @@ def test_ddp_resume_of_a_stateful_stream_is_exact(tmp_path):
             shutil.copytree(tmp_path / "straight" / "checkpoints" / "3", tmp_path / name / "checkpoints" / "3")
         script = tmp_path / f"{name}.py"
         script.write_text(
-            RESUME_SCRIPT.format(tests=tests, output=str(tmp_path / name), resume=resume, result=str(tmp_path / f"{name}.pt"))
+            RESUME_SCRIPT.format(
+                tests=tests, output=str(tmp_path / name), resume=resume, result=str(tmp_path / f"{name}.pt")
+            )
         )
         completed = subprocess.run(
             [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)],
-            env=env, capture_output=True, text=True, timeout=300,
+            env=env,
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=300,
         )
         assert completed.returncode == 0, completed.stderr[-4000:]
         results[name] = torch.load(tmp_path / f"{name}.pt")

@@ -2,10 +2,10 @@
 collators, a stateful stream, a gradient-capturing callback and an argument factory. Everything is offline and tiny."""
 
 import torch
+from conftest import tiny_config
 from torch.utils.data import IterableDataset
 from transformers import TrainerCallback
 
-from conftest import tiny_config
 from neobert_hf import NeoBERTForMaskedLM
 from neobert_hf.training import NeoBERTTrainer, NeoBERTTrainingArguments
 
@@ -103,21 +103,21 @@ class GradCapture(TrainerCallback):
 
 
 def make_args(output_dir, **overrides) -> NeoBERTTrainingArguments:
-    values = dict(
-        output_dir=str(output_dir),
-        report_to="none",
-        use_cpu=True,
-        disable_tqdm=True,
-        logging_steps=1,
-        save_strategy="no",
-        seed=0,
-        learning_rate=1e-3,
-        max_steps=4,
-        per_device_train_batch_size=4,
-        per_device_eval_batch_size=4,
-        dataloader_num_workers=0,
-        train_sampling_strategy="sequential",
-    )
+    values = {
+        "output_dir": str(output_dir),
+        "report_to": "none",
+        "use_cpu": True,
+        "disable_tqdm": True,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "seed": 0,
+        "learning_rate": 1e-3,
+        "max_steps": 4,
+        "per_device_train_batch_size": 4,
+        "per_device_eval_batch_size": 4,
+        "dataloader_num_workers": 0,
+        "train_sampling_strategy": "sequential",
+    }
     values.update(overrides)
     return NeoBERTTrainingArguments(**values)
 

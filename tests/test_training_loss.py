@@ -1,12 +1,12 @@
 """NeoBERTTrainer loss and evaluation: gradient accumulation == one large batch (both loss paths, padded and packed),
 zero-masked batches, eval metrics against a direct computation, argument validation."""
 
+import itertools
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
-
 from test_training_fixtures import (
     GradCapture,
     losses,
@@ -18,6 +18,7 @@ from test_training_fixtures import (
     pad_collate,
     relative_error,
 )
+
 from neobert_hf.training import NeoBERTTrainingArguments
 
 
@@ -173,7 +174,7 @@ def test_final_lr_ratio_decays_to_the_floor(tmp_path, schedule):
         trainer.lr_scheduler.step()
     assert rates[0] == 0.0 and rates[2] == pytest.approx(1e-3)
     assert rates[10] == pytest.approx(1e-4)
-    assert all(a >= b - 1e-12 for a, b in zip(rates[2:], rates[3:]))  # monotone decay after warmup
+    assert all(a >= b - 1e-12 for a, b in itertools.pairwise(rates[2:]))  # monotone decay after warmup
     # rebuilding the arguments from their dict keeps the mapping (idempotent)
     again = NeoBERTTrainingArguments(**{**args.to_dict(), "output_dir": str(tmp_path)})
     assert again.lr_scheduler_type == args.lr_scheduler_type and again.lr_scheduler_kwargs == args.lr_scheduler_kwargs

@@ -3,11 +3,11 @@ QK-clip: the per-head maximum attention logit lands exactly on the threshold and
 
 import pytest
 import torch
-
 from conftest import make_sequences, pack, random_lengths
 from test_training_fixtures import losses, make_args, make_model, make_trainer, mlm_samples
+
 from neobert_hf.modeling.modeling_neobert import apply_rotary_pos_emb
-from neobert_hf.training import MuonClip, QKClip, build_muonclip, muon_parameter_names
+from neobert_hf.training import QKClip, build_muonclip, muon_parameter_names
 
 
 def test_muon_takes_the_hidden_matrices_and_adamw_the_rest(tmp_path):
@@ -21,7 +21,9 @@ def test_muon_takes_the_hidden_matrices_and_adamw_the_rest(tmp_path):
     trainer = make_trainer(args, model=model)
     optimizer = build_muonclip(model, args, trainer.get_decay_parameter_names(model))
     by_id = {id(p): n for n, p in model.named_parameters()}
-    groups = [(g["muon"], g["weight_decay"], g["lr"], {by_id[id(p)] for p in g["params"]}) for g in optimizer.param_groups]
+    groups = [
+        (g["muon"], g["weight_decay"], g["lr"], {by_id[id(p)] for p in g["params"]}) for g in optimizer.param_groups
+    ]
     assert groups[0][:3] == (False, 0.01, 1e-3)  # AdamW, decayed: embeddings, decoder weight
     assert groups[0][3] == {"model.encoder.weight", "decoder.weight"}
     assert groups[1][0] is False and groups[1][1] == 0.0  # AdamW, no decay: norms and the decoder bias
@@ -51,14 +53,21 @@ def test_muonclip_is_one_optimizer_for_schedulers_and_checkpoints(tmp_path):
         group["lr"] = 0.123
     assert other.adamw.param_groups[0]["lr"] == 0.123 and other.muon.param_groups[0]["lr"] == 0.123
     muon_param = dict(clone.named_parameters())["model.transformer_encoder.0.qkv.weight"]
-    assert torch.equal(other.state[muon_param]["momentum_buffer"], optimizer.state[dict(model.named_parameters())["model.transformer_encoder.0.qkv.weight"]]["momentum_buffer"])
+    assert torch.equal(
+        other.state[muon_param]["momentum_buffer"],
+        optimizer.state[dict(model.named_parameters())["model.transformer_encoder.0.qkv.weight"]]["momentum_buffer"],
+    )
     del scheduler
 
 
 def test_muonclip_trains(tmp_path):
     data = mlm_samples(8, mask_rates=[0.3])
     args = make_args(
-        tmp_path, optimizer="muonclip", max_steps=12, learning_rate=1e-2, per_device_train_batch_size=8,
+        tmp_path,
+        optimizer="muonclip",
+        max_steps=12,
+        learning_rate=1e-2,
+        per_device_train_batch_size=8,
         qk_clip_threshold=100.0,
     )
     trainer = make_trainer(args, train_dataset=data)
@@ -168,8 +177,16 @@ def test_qk_clip_runs_inside_the_trainer_on_its_schedule(tmp_path):
     model = make_model()
     _sharpen(model, factor=30.0)
     args = make_args(
-        tmp_path, optimizer="muonclip", max_steps=4, learning_rate=0.0, lr_scheduler_type="constant",
-        qk_clip_threshold=0.5, qk_clip_interval=2, qk_clip_warmup_steps=1, muon_weight_decay=0.0, weight_decay=0.0,
+        tmp_path,
+        optimizer="muonclip",
+        max_steps=4,
+        learning_rate=0.0,
+        lr_scheduler_type="constant",
+        qk_clip_threshold=0.5,
+        qk_clip_interval=2,
+        qk_clip_warmup_steps=1,
+        muon_weight_decay=0.0,
+        weight_decay=0.0,
     )
     trainer = make_trainer(args, model=model)
     applied = []

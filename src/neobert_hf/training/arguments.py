@@ -54,7 +54,9 @@ class NeoBERTTrainingArguments(TrainingArguments):
     )
     log_train_accuracy: bool = field(
         default=False,
-        metadata={"help": "Log the MLM accuracy of the training batches (argmax over the masked rows) every logging step."},
+        metadata={
+            "help": "Log the MLM accuracy of the training batches (argmax over the masked rows) every logging step."
+        },
     )
     eval_max_batches: int | None = field(
         default=None,
@@ -70,9 +72,7 @@ class NeoBERTTrainingArguments(TrainingArguments):
             "ffn), AdamW on everything else (embeddings, decoder, norms), plus QK-clip; `optim` is then ignored."
         },
     )
-    muon_lr: float | None = field(
-        default=None, metadata={"help": "Muon learning rate. None = `learning_rate`."}
-    )
+    muon_lr: float | None = field(default=None, metadata={"help": "Muon learning rate. None = `learning_rate`."})
     muon_momentum: float = field(default=0.95, metadata={"help": "Muon momentum (Nesterov)."})
     muon_weight_decay: float | None = field(
         default=None, metadata={"help": "Muon decoupled weight decay. None = `weight_decay`."}
@@ -96,9 +96,7 @@ class NeoBERTTrainingArguments(TrainingArguments):
     qk_clip_alpha: float = field(
         default=0.5, metadata={"help": "QK-clip balance alpha in [0, 1]: share of the rescaling put on the queries."}
     )
-    qk_clip_interval: int = field(
-        default=10, metadata={"help": "Apply QK-clip every this many optimizer steps."}
-    )
+    qk_clip_interval: int = field(default=10, metadata={"help": "Apply QK-clip every this many optimizer steps."})
     qk_clip_warmup_steps: int = field(
         default=0, metadata={"help": "No QK-clip during the first this many optimizer steps."}
     )
@@ -178,7 +176,9 @@ class NeoBERTTrainingArguments(TrainingArguments):
         if self.muon_ns_steps < 1:
             raise ValueError(f"muon_ns_steps must be >= 1, got {self.muon_ns_steps}.")
         if self.qk_clip_threshold is not None and self.qk_clip_threshold <= 0:
-            raise ValueError(f"qk_clip_threshold must be > 0 (or None to disable QK-clip), got {self.qk_clip_threshold}.")
+            raise ValueError(
+                f"qk_clip_threshold must be > 0 (or None to disable QK-clip), got {self.qk_clip_threshold}."
+            )
         if not 0.0 <= self.qk_clip_alpha <= 1.0:
             raise ValueError(f"qk_clip_alpha must be in [0, 1], got {self.qk_clip_alpha}.")
         if self.qk_clip_interval < 1:

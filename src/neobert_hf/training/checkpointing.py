@@ -165,7 +165,9 @@ def rotate(
     if os.path.isdir(root):
         for name in os.listdir(root):
             path = os.path.join(root, name)
-            if name.startswith(TMP_PREFIX) and (current_tmp is None or os.path.abspath(path) != os.path.abspath(current_tmp)):
+            if name.startswith(TMP_PREFIX) and (
+                current_tmp is None or os.path.abspath(path) != os.path.abspath(current_tmp)
+            ):
                 shutil.rmtree(path, ignore_errors=True)
                 deleted.append(path)
     if save_total_limit is None or save_total_limit <= 0:

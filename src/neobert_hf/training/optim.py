@@ -311,7 +311,9 @@ class QKClip:
                 # The padding was removed inside the model (varlen kernels): rows became packed sequences.
                 lengths = keep.sum(-1)
                 return torch.nn.functional.pad(torch.cumsum(lengths, 0), (1, 0)), None
-            raise RuntimeError(f"QKClip cannot map an attention mask of shape {tuple(keep.shape)} onto the qkv output.")
+            raise RuntimeError(
+                f"QKClip cannot map an attention mask of shape {tuple(keep.shape)} onto the qkv output."
+            )
         if position_ids is not None and batch == 1 and bool((position_ids[0, 1:] == 0).any()):
             return cu_seq_lens_from_position_ids(position_ids), None
         return None, torch.ones(batch, seq_len, dtype=torch.bool, device=device)

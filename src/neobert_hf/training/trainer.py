@@ -114,6 +114,11 @@ class NeoBERTTrainer(Trainer):
         super().__init__(model=model, args=args, **kwargs)
         # compute_loss always hands num_items_in_batch to the model, so the Trainer must count it.
         self.model_accepts_loss_kwargs = True
+        if self.args.world_size > 1 and not self.args.average_tokens_across_devices:
+            logger.warning(
+                "average_tokens_across_devices=False: each rank divides its loss by its own masked-token count, so "
+                "the gradient is the mean of per-rank means, not that of one large batch."
+            )
 
         unwrapped = self.accelerator.unwrap_model(self.model)
         pad_token_id = getattr(getattr(unwrapped, "config", None), "pad_token_id", None)
@@ -176,9 +181,7 @@ class NeoBERTTrainer(Trainer):
         if training:
             self._monitor.forward_start()
         inputs = {**inputs, "sparse_prediction": self.args.masked_logits_only_loss}
-        loss, outputs = super().compute_loss(
-            model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
-        )
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if training:
             self._monitor.forward_end()
             correct = None
@@ -379,7 +382,9 @@ class NeoBERTTrainer(Trainer):
             is_training=True,
         )
 
-    def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial):
+    def _init_training_state(
+        self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
+    ):
         epochs_trained, steps_trained_in_current_epoch = super()._init_training_state(
             max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
         )
