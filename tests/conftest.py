@@ -8,11 +8,17 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "offline")
+# Tiny models on a 2-core machine: one intra-op thread is several times faster than two that contend with the
+# test's own subprocesses (and is inherited by them).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from neobert_hf import NeoBERTConfig  # noqa: E402
+
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def tiny_config(**overrides) -> NeoBERTConfig:
