@@ -1,0 +1,82 @@
+"""`neobert-hf glue`: fine-tune and evaluate NeoBERT on one GLUE task from a YAML recipe plus command-line overrides.
+
+```bash
+neobert-hf glue --config recipes/neobert/glue/cola.yaml
+neobert-hf glue --config recipes/neobert/glue/rte.yaml --model_name_or_path outputs/glue/neobert/mnli
+neobert-hf glue --config recipes/neobert/glue/sst2.yaml --use_peft true --lora_r 16
+neobert-hf glue --config recipes/neobert/glue/mrpc.yaml --train_file train.csv --validation_file dev.csv
+```
+
+Every key of the recipe is a flag of `neobert-hf glue --help`; flags given on the command line win. Bad input (an
+unknown task, missing columns, labels that disagree with the task, a checkpoint whose weights do not all load) fails
+with one message before anything is written. The run writes `<output_dir>/checkpoints/<step>/`,
+`glue_results.json` (read by `neobert-hf glue-summary`), `run_args.json` and `predictions_<set>.tsv`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+__all__ = ["HELP", "add_parser", "build_argument_parser", "parse_args", "run"]
+
+HELP = "Fine-tune and evaluate NeoBERT on a GLUE task from a YAML recipe."
+
+_EXPECTED_ERRORS = (ValueError, OSError, ImportError)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register `glue`; its arguments are parsed by [`build_argument_parser`] in [`run`].
+
+    The subparser takes every remaining token as is (`prefix_chars="+"` keeps argparse from reading `--flags` here),
+    so that the recipe parser sees the whole command line, `--help` included.
+    """
+    parser = subparsers.add_parser("glue", help=HELP, description=HELP, add_help=False, prefix_chars="+")
+    parser.add_argument("argv", nargs=argparse.REMAINDER)
+    return parser
+
+
+def build_argument_parser():
+    """The recipe parser over [`~neobert_hf.integrations.glue.GlueTrainingArguments`]."""
+    from ..integrations.glue import GlueTrainingArguments
+    from .parser import NeoBERTArgumentParser
+
+    return NeoBERTArgumentParser(
+        (GlueTrainingArguments,),
+        prog="neobert-hf glue",
+        description=HELP + " Usage: neobert-hf glue --config recipe.yaml [--key value ...].",
+    )
+
+
+def parse_args(argv: Sequence[str]):
+    """The `GlueTrainingArguments` of a command line (recipe via `--config`)."""
+    (args,) = build_argument_parser().parse_args_and_config(list(argv))
+    return args
+
+
+def fail(message: str) -> int:
+    print(f"neobert-hf glue: error: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """Parse, check, fine-tune, evaluate. Returns 0 on success, 2 on bad input (nothing written)."""
+    from ..integrations.glue import prepare_glue, run_glue
+
+    try:
+        glue_args = parse_args(args.argv)
+        setup = prepare_glue(glue_args)
+    except _EXPECTED_ERRORS as error:
+        return fail(str(error))
+    results = run_glue(setup)
+    if glue_args.should_log:
+        scores = ", ".join(f"{k} {100 * v:.2f}" for k, v in results["scores"].items())
+        score = results["task_score"]
+        print(
+            f"GLUE {results['task']}: {scores}"
+            + (f" (task score {100 * score:.2f})" if score is not None else "")
+            + f"; best checkpoint {results['best_checkpoint']} of {glue_args.output_dir}"
+        )
+    return 0
