@@ -22,16 +22,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "env": ("neobert_hf.cli.env", "Print versions, hardware and which optional backends are usable."),
     "pretrain": ("neobert_hf.cli.pretrain", "Pretrain NeoBERT with masked language modelling from a YAML recipe."),
     "preprocess": ("neobert_hf.cli.preprocess", "Tokenize a dataset and save it to disk for `neobert-hf pretrain`."),
-    "contrastive": ("neobert_hf.cli.contrastive", "Contrastive fine-tuning of a NeoBERT model with sentence-transformers."),
-    "mteb": ("neobert_hf.cli.mteb", "Evaluate a NeoBERT embedding model on MTEB tasks (registry or local files)."),
     "glue": ("neobert_hf.cli.glue", "Fine-tune and evaluate NeoBERT on a GLUE task from a YAML recipe."),
     "glue-summary": (
         "neobert_hf.cli.glue_summary",
         "Summarize GLUE runs in a Markdown and JSON table with the GLUE score; names every missing task.",
     ),
-    "export": ("neobert_hf.cli.export", "Export a checkpoint as a clean, self-contained model folder."),
-    "push": ("neobert_hf.cli.push", "Push a clean model folder (a checkpoint is exported first) to the Hub."),
-    "pppl": ("neobert_hf.cli.pppl", "Pseudo-perplexity of a masked LM on long documents, as a resumable CSV."),
 }
 
 
