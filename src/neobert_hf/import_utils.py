@@ -23,8 +23,10 @@ from typing import Literal
 
 __all__ = [
     "OPTIONAL_FEATURES",
+    "SOURCE_FEATURES",
     "Feature",
     "OptionalFeature",
+    "SourceFeature",
     "cuda_available",
     "install_command",
     "is_available",
@@ -44,6 +46,8 @@ Feature = Literal[
     "mteb",
     "wandb",
     "tensorboard",
+    "quartet2",
+    "qutlass",
 ]
 
 
@@ -91,12 +95,45 @@ OPTIONAL_FEATURES: dict[str, OptionalFeature] = {
 }
 
 
-def _feature(name: str) -> OptionalFeature:
-    try:
+@dataclass(frozen=True)
+class SourceFeature:
+    """An optional package published only as source on GitHub, so no `neobert-hf` extra can install it.
+
+    Args:
+        import_name (`str`): top-level module name.
+        distributions (`tuple[str, ...]`): distribution names that may carry the installed version.
+        install (`str`): the exact command that installs it.
+        needs_cuda (`bool`): whether the package is only usable with a CUDA device.
+    """
+
+    import_name: str
+    distributions: tuple[str, ...]
+    install: str
+    needs_cuda: bool = True
+
+
+# Quartet-II's NVFP4 linear layers and the CUTLASS kernels under them (both Blackwell-only CUDA builds).
+SOURCE_FEATURES: dict[str, SourceFeature] = {
+    "quartet2": SourceFeature(
+        "quartet2",
+        ("quartet2",),
+        'pip install --no-build-isolation "quartet2 @ git+https://github.com/IST-DASLab/Quartet-II.git#subdirectory=kernels"',
+    ),
+    "qutlass": SourceFeature(
+        "qutlass",
+        ("qutlass",),
+        'pip install --no-build-isolation "qutlass @ git+https://github.com/IST-DASLab/qutlass.git"',
+    ),
+}
+
+
+def _feature(name: str) -> OptionalFeature | SourceFeature:
+    if name in OPTIONAL_FEATURES:
         return OPTIONAL_FEATURES[name]
-    except KeyError:
-        known = ", ".join(sorted(OPTIONAL_FEATURES))
-        raise ValueError(f"Unknown optional feature {name!r}; known features: {known}.") from None
+    if name in SOURCE_FEATURES:
+        return SOURCE_FEATURES[name]
+    known = ", ".join(sorted({*OPTIONAL_FEATURES, *SOURCE_FEATURES}))
+    raise ValueError(f"Unknown optional feature {name!r}; known features: {known}.")
 
 
 def package_version(name: str) -> str | None:
@@ -154,12 +191,16 @@ def install_command(name: str) -> str:
 
     Args:
         name (`str`):
-            A key of `OPTIONAL_FEATURES`.
+            A key of `OPTIONAL_FEATURES` or `SOURCE_FEATURES`.
 
     Returns:
-        `str`: e.g. `pip install "neobert-hf[torchao]"`.
+        `str`: e.g. `pip install "neobert-hf[torchao]"`; for a package published only on GitHub
+        (`SOURCE_FEATURES`), its `pip install ... @ git+https://...` command.
     """
-    return f'pip install "neobert-hf[{_feature(name).extra}]"'
+    feature = _feature(name)
+    if isinstance(feature, SourceFeature):
+        return feature.install
+    return f'pip install "neobert-hf[{feature.extra}]"'
 
 
 def require(feature: str, purpose: str) -> None:
