@@ -27,6 +27,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "neobert_hf.cli.glue_summary",
         "Summarize GLUE runs in a Markdown and JSON table with the GLUE score; names every missing task.",
     ),
+    "export": ("neobert_hf.cli.export", "Export a checkpoint as a clean, self-contained model folder."),
+    "push": ("neobert_hf.cli.push", "Push a clean exported model folder to the Hugging Face Hub."),
+    "pppl": ("neobert_hf.cli.pppl", "Pseudo-perplexity of a masked LM on long documents (CSV)."),
 }
 
 

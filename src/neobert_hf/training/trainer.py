@@ -12,6 +12,8 @@ What it changes, and only that:
 - optimisers: MuonClip (`optimizer=muonclip`), see [`~neobert_hf.training.optim`];
 - checkpoints: the `<output_dir>/checkpoints/<step>/` tree, written atomically, with the data position of a stateful
   stream, a model card, strict weight loading and `resume_from_checkpoint` = `latest` | `<step>` | `<path>`;
+- `push_to_hub`: uploads a clean export of the checkpoint, never the checkpoint tree or optimizer state
+  (see [`~neobert_hf.training.hub`]);
 - logs: throughput, utilisation, peak memory and step-time split (see [`~neobert_hf.training.callbacks`]).
 """
 
@@ -55,6 +57,7 @@ from .checkpointing import (
     save_data_state,
 )
 from .data_state import StreamPositionTracker, is_stateful
+from .hub import CleanHubPushMixin
 from .optim import QKClip, build_muonclip
 
 
@@ -83,7 +86,7 @@ class _FirstBatches:
         return getattr(self.loader, name)
 
 
-class NeoBERTTrainer(Trainer):
+class NeoBERTTrainer(CleanHubPushMixin, Trainer):
     r"""[`~transformers.Trainer`] for NeoBERT masked-language-model pretraining.
 
     Takes the arguments of `Trainer`; `args` must be a [`NeoBERTTrainingArguments`]. The model is a

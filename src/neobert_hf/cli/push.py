@@ -1,0 +1,70 @@
+"""`neobert-hf push`: upload a clean model folder to the Hugging Face Hub.
+
+```
+neobert-hf push exported/tiny --repo-id my-org/neobert-tiny [--private] [--revision dev]
+neobert-hf push runs/tiny/checkpoints/200 --repo-id my-org/neobert-tiny   # exported to a temporary folder first
+```
+
+Only the clean export is uploaded (weights, config, code, tokenizer, card): never optimizer, scheduler, RNG or
+trainer state, nor the checkpoint tree. See [`neobert_hf.export.push_to_hub`].
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .export import add_export_options, export_kwargs
+
+
+__all__ = ["HELP", "add_parser", "run"]
+
+HELP = "Push a clean exported model folder to the Hugging Face Hub."
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("push", help=HELP, description=HELP)
+    parser.add_argument(
+        "source", help="An exported folder, a checkpoints/<step>/ folder or a run's output_dir (latest checkpoint)."
+    )
+    parser.add_argument("--repo-id", default=None, help="Hub repository, org/name (created if it does not exist).")
+    parser.add_argument("--private", action="store_true", help="Create the repository as private.")
+    parser.add_argument("--revision", default=None, help="Branch to push to (created if needed). Default: main.")
+    parser.add_argument("--commit-message", default=None, help="Commit message.")
+    parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the logged-in token).")
+    add_export_options(parser)
+    return parser
+
+
+def _given_export_options(args: argparse.Namespace) -> dict:
+    """Export options that differ from their defaults: they only make sense for a checkpoint."""
+    kwargs = export_kwargs(args)
+    defaults = {"task": None, "dtype": "auto", "sentence_transformers": False, "pooling": "mean", "normalize": False,
+                "tokenizer": None}
+    given = {k: v for k, v in kwargs.items() if k in defaults and v != defaults[k]}
+    facts = kwargs["card_facts"]
+    if set(facts) - {"license"} or facts.get("license") != "apache-2.0":
+        given["card_facts"] = facts
+    return given
+
+
+def run(args: argparse.Namespace) -> int:
+    from neobert_hf.export import ExportError, push_to_hub
+
+    kwargs = _given_export_options(args)
+    source = args.source
+    try:
+        info = push_to_hub(
+            source,
+            args.repo_id,
+            private=args.private or None,
+            revision=args.revision,
+            token=args.token,
+            commit_message=args.commit_message,
+            **kwargs,
+        )
+    except (ExportError, ImportError) as err:
+        print(f"neobert-hf push: error: {err}", file=sys.stderr)
+        return 2
+    print(f"Pushed {source} to {args.repo_id}: {getattr(info, 'commit_url', info)}")
+    return 0

@@ -1,0 +1,149 @@
+"""Trainer-side `push_to_hub` that uploads only a clean exported model folder.
+
+transformers' `Trainer` pushes `args.output_dir` (which here holds the whole `checkpoints/` tree, since its ignore
+pattern only knows `checkpoint-*`) plus `training_args.bin`, and with `hub_strategy="checkpoint"` the resumable
+checkpoint itself (optimizer, scheduler, RNG). [`CleanHubPushMixin`] replaces the three Hub hooks of `Trainer`:
+
+- `__init__`: with `push_to_hub=True`, `hub_model_id` is required (no repo named after the output folder) and
+  `hub_strategy` must be `every_save` or `end` (`checkpoint`/`all_checkpoints` would upload optimizer state); the
+  tokenizer (`processing_class`) is required so the pushed folder is usable. Checked before anything is written.
+- `_push_from_checkpoint(folder)` (called after every saved `checkpoints/<step>/` when `push_to_hub=True`):
+  exports that checkpoint with [`~neobert_hf.export.export_model`] to `<output_dir>/.hub-export-<step>-<random>/`
+  and uploads that folder (in the background during training, like the Trainer; the final step is uploaded before
+  `train()` returns). The staging folder is removed once uploaded.
+- `push_to_hub()` (explicit calls, and `save_model()` with `push_to_hub=True`): saves the current model, exports it
+  the same way and uploads the export.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from typing import Any
+
+from transformers.trainer_utils import HubStrategy
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
+
+STAGING_PREFIX = ".hub-export-"
+_ALLOWED_STRATEGIES = (HubStrategy.EVERY_SAVE, HubStrategy.END)
+
+
+def _hf_api():
+    from transformers.utils.hub import hf_api
+
+    return hf_api()
+
+
+class CleanHubPushMixin:
+    """Put before `transformers.Trainer` in the bases of a Trainer: every Hub upload is a clean exported folder."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        training_args = kwargs.get("args")
+        if training_args is None and len(args) > 1:
+            training_args = args[1]
+        if training_args is not None and training_args.push_to_hub:
+            check_push_arguments(training_args, kwargs.get("processing_class"))
+        super().__init__(*args, **kwargs)
+
+    # ------------------------------------------------------------------------------------------------------------------
+
+    def _stage_export(self, source: str, tag: str) -> str:
+        from neobert_hf.export import export_model
+
+        staging = os.path.join(self.args.output_dir, f"{STAGING_PREFIX}{tag}-{secrets.token_hex(3)}")
+        export_model(source, staging, card_facts={"model_id": self.hub_model_id})
+        return staging
+
+    def _upload(self, folder: str, commit_message: str, blocking: bool, token: str | None = None, revision=None):
+        future_or_info = _hf_api().upload_folder(
+            repo_id=self.hub_model_id,
+            folder_path=folder,
+            commit_message=commit_message,
+            token=token if token is not None else self.args.hub_token,
+            run_as_future=not blocking,
+            revision=revision if revision is not None else self.args.hub_revision,
+        )
+        if blocking:
+            shutil.rmtree(folder, ignore_errors=True)
+            return future_or_info
+        future_or_info.add_done_callback(lambda _: shutil.rmtree(folder, ignore_errors=True))
+        from transformers.trainer import PushInProgress
+
+        if self.push_in_progress is None or self.push_in_progress.is_done():
+            self.push_in_progress = PushInProgress([future_or_info])
+        else:
+            self.push_in_progress.jobs.append(future_or_info)
+        return future_or_info
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """Upload the clean export of a just-saved checkpoint (replaces `Trainer._push_from_checkpoint`)."""
+        if not self.is_world_process_zero() or self.args.hub_strategy == HubStrategy.END:
+            return
+        final = not getattr(self, "is_in_train", False)  # the last step is saved after the training loop
+        if final:
+            self._finish_current_push()
+        elif (
+            not self.args.hub_always_push and self.push_in_progress is not None and not self.push_in_progress.is_done()
+        ):
+            return
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        step = self.state.global_step
+        staging = self._stage_export(checkpoint_folder, f"step{step}")
+        self._upload(staging, f"Training in progress, step {step}", blocking=final)
+
+    def push_to_hub(
+        self,
+        commit_message: str | None = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        **kwargs: Any,
+    ):
+        """Upload the clean export of the current model to `args.hub_model_id` (replaces `Trainer.push_to_hub`;
+        `kwargs` of transformers' card are not used: the card is neobert-hf's)."""
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        check_push_arguments(self.args, self.processing_class, require_push_flag=False)
+        token = token if token is not None else self.args.hub_token
+        if self.hub_model_id is None:
+            self.init_hf_repo(token=token, private=private)
+        # All processes take part in saving (sharded models); the folder name must be the same on every rank.
+        scratch = os.path.join(self.args.output_dir, f"{STAGING_PREFIX}save-step{self.state.global_step}")
+        self.save_model(scratch, _internal_call=True)
+        if not self.is_world_process_zero():
+            return None
+        try:
+            self.state.save_to_json(os.path.join(scratch, "trainer_state.json"))  # the facts of the card
+            staging = self._stage_export(scratch, f"final{self.state.global_step}")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        self._finish_current_push()
+        return self._upload(staging, commit_message or "Upload model", blocking, token=token, revision=revision)
+
+
+def check_push_arguments(args, processing_class, require_push_flag: bool = True) -> None:
+    """Errors for a Trainer push that cannot upload a clean, usable folder (see the module docstring)."""
+    if require_push_flag and not args.push_to_hub:
+        return
+    if not args.hub_model_id:
+        raise ValueError(
+            "push_to_hub needs hub_model_id (the Hub repository, org/name); nothing is pushed to a repository named "
+            "after the output folder."
+        )
+    strategy = HubStrategy(args.hub_strategy)
+    if strategy not in _ALLOWED_STRATEGIES:
+        raise ValueError(
+            f"hub_strategy={strategy.value} would upload the resumable checkpoint (optimizer, scheduler, RNG and "
+            "trainer state). Use hub_strategy=every_save (a clean export of every saved checkpoint) or end."
+        )
+    if processing_class is None:
+        raise ValueError(
+            "push_to_hub needs the tokenizer (processing_class=...) so that the pushed model folder is usable."
+        )
+
+
+__all__ = ["STAGING_PREFIX", "CleanHubPushMixin", "check_push_arguments"]
