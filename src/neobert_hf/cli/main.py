@@ -22,6 +22,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "env": ("neobert_hf.cli.env", "Print versions, hardware and which optional backends are usable."),
     "pretrain": ("neobert_hf.cli.pretrain", "Pretrain NeoBERT with masked language modelling from a YAML recipe."),
     "preprocess": ("neobert_hf.cli.preprocess", "Tokenize a dataset and save it to disk for `neobert-hf pretrain`."),
+    "contrastive": ("neobert_hf.cli.contrastive", "Contrastive fine-tuning of NeoBERT with sentence-transformers."),
+    "mteb": ("neobert_hf.cli.mteb", "Evaluate a NeoBERT embedding model on MTEB tasks (registry or local files)."),
     "glue": ("neobert_hf.cli.glue", "Fine-tune and evaluate NeoBERT on a GLUE task from a YAML recipe."),
     "glue-summary": (
         "neobert_hf.cli.glue_summary",

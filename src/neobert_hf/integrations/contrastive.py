@@ -1,0 +1,811 @@
+"""Contrastive fine-tuning of a NeoBERT `SentenceTransformer` with `SentenceTransformerTrainer`.
+
+Pieces, each usable on its own:
+
+- **Losses.** In-batch negatives InfoNCE is sentence-transformers' `MultipleNegativesRankingLoss` with
+  `scale = 1 / temperature`; its GradCache variant `CachedMultipleNegativesRankingLoss` embeds the batch in
+  `mini_batch_size` chunks so the batch can be much larger than what fits in memory. Sentence-transformers has no
+  per-negative weight, so a `hard_negative_weight` other than 1 uses [`WeightedHardNegativesLoss`] (or its cached
+  twin), which multiplies each anchor's own hard negatives by `w` inside the softmax denominator.
+- **Data.** Datasets with `(anchor, positive[, negative...])` columns from the Hub or local files; the earlier
+  system's `(query, corpus, negative)` schema is mapped onto them, and a `negative` column holding lists becomes
+  `negative_1 ... negative_k`.
+- **SimCSE mixing** (`pretraining_prob`, like the earlier system): per *batch*, with probability `pretraining_prob`
+  the batch is an unsupervised SimCSE batch (`anchor == positive`, the two views differ only by dropout) drawn from
+  a text source, otherwise a supervised batch. [`SimCSEMixBatchSampler`] draws the coin; an epoch has as many
+  batches as the supervised data.
+- **Batches without duplicates**: `batch_sampler="no_duplicates"` by default, so that no in-batch negative is a copy of
+  an anchor or positive.
+- **Checkpoints** in the package's tree `<output_dir>/checkpoints/<step>/` (written atomically), each a loadable
+  sentence-transformers folder plus the training state; `resume_from_checkpoint` takes `latest`, a step or a path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..import_utils import require
+
+
+require("sentence_transformers", "Contrastive training")
+
+from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer  # noqa: E402
+from sentence_transformers.base.losses.gradcache import CachedLossMixin  # noqa: E402
+from sentence_transformers.base.losses.merged_forward import embed_columns  # noqa: E402
+from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetDefaultBatchSampler  # noqa: E402
+from sentence_transformers.sentence_transformer.losses import (  # noqa: E402
+    CachedMultipleNegativesRankingLoss,
+    MultipleNegativesRankingLoss,
+)
+from sentence_transformers.sentence_transformer.training_args import (  # noqa: E402
+    SentenceTransformerTrainingArguments,
+)
+
+
+__all__ = [
+    "LEGACY_COLUMNS",
+    "LOSS_TYPES",
+    "CachedWeightedHardNegativesLoss",
+    "ContrastiveArguments",
+    "ContrastiveTrainer",
+    "ContrastiveTrainingArguments",
+    "SimCSEMixBatchSampler",
+    "WeightedHardNegativesLoss",
+    "build_contrastive_loss",
+    "build_evaluators",
+    "load_table",
+    "prepare_contrastive_dataset",
+    "simcse_pairs",
+    "weighted_info_nce",
+]
+
+logger = logging.getLogger(__name__)
+
+LossType = Literal["infonce", "cached_infonce"]
+LOSS_TYPES: tuple[str, ...] = get_args(LossType)
+
+# The earlier system's contrastive schema -> sentence-transformers' column order (anchor, positive, negatives).
+LEGACY_COLUMNS: dict[str, str] = {"query": "anchor", "corpus": "positive", "negative": "negative"}
+
+SIMCSE_KEY, PAIRS_KEY = "simcse", "pairs"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Losses
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def weighted_info_nce(
+    anchors: Tensor,
+    candidates: list[Tensor],
+    temperature: float,
+    hard_negative_weight: float = 1.0,
+    rows: slice | None = None,
+) -> Tensor:
+    """InfoNCE over in-batch negatives where each anchor's own hard negatives carry weight `hard_negative_weight`.
+
+    For anchor `i` the candidates are every positive and every hard negative of the batch. The logit of a candidate
+    is `cos(anchor_i, candidate) / temperature`; the logits of anchor `i`'s *own* hard negatives get `+ log(w)`, i.e.
+    their terms in the softmax denominator are multiplied by `w`. `w = 1` is exactly sentence-transformers'
+    `MultipleNegativesRankingLoss`; `w = 0` removes the own hard negatives from the denominator (the other rows'
+    hard negatives stay as ordinary in-batch negatives); `w > 1` makes them count more.
+
+    Args:
+        anchors (`Tensor` of shape `(B, D)`): anchor embeddings.
+        candidates (`list[Tensor]`, each `(B, D)`): positives first, then one tensor per hard-negative column.
+        temperature (`float`): softmax temperature, `> 0`.
+        hard_negative_weight (`float`, *optional*, defaults to 1.0): `w >= 0`.
+        rows (`slice`, *optional*): compute the loss for these anchors only (the mean over them); the GradCache
+            variant uses it to chunk the score matrix.
+
+    Returns:
+        `Tensor`: the mean cross-entropy over the selected anchors (a scalar).
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}.")
+    if not hard_negative_weight >= 0 or math.isinf(hard_negative_weight):
+        raise ValueError(f"hard_negative_weight must be a finite number >= 0, got {hard_negative_weight}.")
+    if not candidates:
+        raise ValueError("weighted_info_nce needs at least the positives.")
+    batch_size = anchors.shape[0]
+    if any(c.shape != anchors.shape for c in candidates):
+        raise ValueError(f"Every candidate column must have the anchors' shape {tuple(anchors.shape)}.")
+    rows = rows if rows is not None else slice(0, batch_size)
+    row_ids = torch.arange(batch_size, device=anchors.device)[rows]  # (R,)
+    queries = F.normalize(anchors[rows], dim=-1)  # (R, D)
+    docs = F.normalize(torch.cat(candidates, dim=0), dim=-1)  # (B * (1 + k), D)
+    logits = queries @ docs.T / temperature  # (R, B * (1 + k))
+    num_negative_columns = len(candidates) - 1
+    if num_negative_columns and hard_negative_weight != 1.0:
+        own = row_ids[:, None] + batch_size * torch.arange(1, num_negative_columns + 1, device=anchors.device)  # (R, k)
+        log_weight = torch.full(own.shape, math.log(hard_negative_weight) if hard_negative_weight > 0 else -math.inf,
+                                dtype=logits.dtype, device=logits.device)
+        logits = logits.scatter_add(1, own, log_weight)
+    return F.cross_entropy(logits, row_ids)
+
+
+class WeightedHardNegativesLoss(nn.Module):
+    """In-batch negatives InfoNCE whose hard negatives weigh `hard_negative_weight` in the softmax denominator.
+
+    Input columns: `(anchor, positive)` pairs or `(anchor, positive, negative_1, ..., negative_k)` tuples; no label.
+    With `hard_negative_weight=1` it equals `MultipleNegativesRankingLoss(scale=1 / temperature)`. See
+    [`weighted_info_nce`] for the exact formula.
+
+    Args:
+        model (`SentenceTransformer`): the model being trained.
+        temperature (`float`, *optional*, defaults to 0.05): softmax temperature (`scale = 1 / temperature`).
+        hard_negative_weight (`float`, *optional*, defaults to 1.0): weight `w >= 0` of each anchor's own hard
+            negatives.
+    """
+
+    def __init__(self, model: SentenceTransformer, temperature: float = 0.05, hard_negative_weight: float = 1.0):
+        super().__init__()
+        weighted_info_nce(torch.zeros(1, 1), [torch.zeros(1, 1)], temperature, hard_negative_weight)  # validates
+        self.model = model
+        self.temperature = float(temperature)
+        self.hard_negative_weight = float(hard_negative_weight)
+
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
+        embeddings = embed_columns(self.model, sentence_features)
+        if len(embeddings) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs (anchor, positive[, negatives]) columns, got {len(embeddings)}."
+            )
+        return weighted_info_nce(embeddings[0], embeddings[1:], self.temperature, self.hard_negative_weight)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "hard_negative_weight": self.hard_negative_weight}
+
+
+class CachedWeightedHardNegativesLoss(CachedLossMixin, nn.Module):
+    """GradCache version of [`WeightedHardNegativesLoss`]: embeds the batch in `mini_batch_size` chunks (first
+    without gradients, then again with the cached gradients), so the contrastive batch can exceed memory.
+
+    Input columns: `(anchor, positive)` pairs or `(anchor, positive, negative_1, ..., negative_k)` tuples; no label.
+    Gives the loss and gradients of [`WeightedHardNegativesLoss`] (up to dropout sampling).
+
+    Args:
+        model (`SentenceTransformer`): the model being trained.
+        temperature (`float`, *optional*, defaults to 0.05): softmax temperature.
+        hard_negative_weight (`float`, *optional*, defaults to 1.0): weight of each anchor's own hard negatives.
+        mini_batch_size (`int`, *optional*, defaults to 32): rows embedded per forward pass.
+    """
+
+    def __init__(
+        self,
+        model: SentenceTransformer,
+        temperature: float = 0.05,
+        hard_negative_weight: float = 1.0,
+        mini_batch_size: int = 32,
+    ):
+        super().__init__()
+        weighted_info_nce(torch.zeros(1, 1), [torch.zeros(1, 1)], temperature, hard_negative_weight)  # validates
+        if mini_batch_size < 1:
+            raise ValueError(f"mini_batch_size must be >= 1, got {mini_batch_size}.")
+        self.model = model
+        self.temperature = float(temperature)
+        self.hard_negative_weight = float(hard_negative_weight)
+        self.mini_batch_size = int(mini_batch_size)
+
+    def calculate_loss(self, reps: list[list[Tensor]], labels: Tensor | None = None, *, with_backward: bool = False):
+        anchors = torch.cat(reps[0])  # (B, D)
+        candidates = [torch.cat(column) for column in reps[1:]]
+        batch_size = anchors.shape[0]
+        losses = []
+        for begin in range(0, batch_size, self.mini_batch_size):
+            end = min(begin + self.mini_batch_size, batch_size)
+            loss = weighted_info_nce(
+                anchors, candidates, self.temperature, self.hard_negative_weight, rows=slice(begin, end)
+            ) * ((end - begin) / batch_size)
+            if with_backward:
+                loss.backward()
+                loss = loss.detach()
+            losses.append(loss)
+        return sum(losses)
+
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
+        sentence_features = list(sentence_features)
+        if len(sentence_features) < 2:
+            raise ValueError(f"{type(self).__name__} needs (anchor, positive[, negatives]) columns.")
+        return self.forward_cached(sentence_features, labels)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {
+            "temperature": self.temperature,
+            "hard_negative_weight": self.hard_negative_weight,
+            "mini_batch_size": self.mini_batch_size,
+        }
+
+
+def build_contrastive_loss(
+    model: SentenceTransformer,
+    loss_type: LossType = "infonce",
+    temperature: float = 0.05,
+    hard_negative_weight: float = 1.0,
+    mini_batch_size: int | None = None,
+) -> nn.Module:
+    """The contrastive loss for `loss_type`.
+
+    Args:
+        model (`SentenceTransformer`): the model being trained.
+        loss_type (`str`, *optional*, defaults to `"infonce"`): `"infonce"` (in-batch negatives) or
+            `"cached_infonce"` (the same objective with GradCache, for batches larger than memory).
+        temperature (`float`, *optional*, defaults to 0.05): `scale = 1 / temperature` in sentence-transformers'
+            terms.
+        hard_negative_weight (`float`, *optional*, defaults to 1.0): weight of each anchor's own hard negatives in the
+            softmax denominator; 1 uses sentence-transformers' losses unchanged.
+        mini_batch_size (`int`, *optional*): chunk size of `"cached_infonce"` (32 when not given); an error with
+            `"infonce"`, which has no chunks.
+
+    Returns:
+        `nn.Module`: `MultipleNegativesRankingLoss`, `CachedMultipleNegativesRankingLoss`,
+        [`WeightedHardNegativesLoss`] or [`CachedWeightedHardNegativesLoss`].
+    """
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"Unknown loss_type {loss_type!r}. Valid loss types: {', '.join(LOSS_TYPES)}.")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}.")
+    if loss_type == "infonce" and mini_batch_size is not None:
+        raise ValueError("mini_batch_size only applies to loss_type='cached_infonce'; remove it or switch loss_type.")
+    if hard_negative_weight != 1.0:
+        if loss_type == "cached_infonce":
+            return CachedWeightedHardNegativesLoss(model, temperature, hard_negative_weight, mini_batch_size or 32)
+        return WeightedHardNegativesLoss(model, temperature, hard_negative_weight)
+    if loss_type == "cached_infonce":
+        return CachedMultipleNegativesRankingLoss(model, scale=1.0 / temperature, mini_batch_size=mini_batch_size or 32)
+    return MultipleNegativesRankingLoss(model, scale=1.0 / temperature)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------------------------------
+
+_FILE_BUILDERS = {
+    ".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".txt": "text"
+}
+
+
+def load_table(source: str, split: str = "train", config_name: str | None = None):
+    """Load one split of a dataset: a local file (`.json`/`.jsonl`/`.csv`/`.tsv`/`.parquet`/`.txt`, which is a
+    single split), a folder written by `save_to_disk`, a local dataset folder, or a Hub id.
+
+    Raises:
+        `ValueError`: an unsupported file type, or a split that does not exist (naming the splits that do).
+    """
+    from datasets import DatasetDict, load_dataset, load_from_disk
+
+    if os.path.isfile(source):
+        extension = os.path.splitext(source)[1].lower()
+        if extension not in _FILE_BUILDERS:
+            raise ValueError(f"{source}: unsupported file type {extension!r}; use one of {sorted(_FILE_BUILDERS)}.")
+        kwargs = {"delimiter": "\t"} if extension == ".tsv" else {}
+        dataset = load_dataset(_FILE_BUILDERS[extension], data_files=source, split="train", **kwargs)
+    elif os.path.isdir(source) and any(
+        os.path.isfile(os.path.join(source, name)) for name in ("dataset_dict.json", "dataset_info.json", "state.json")
+    ):
+        dataset = load_from_disk(source)
+        if isinstance(dataset, DatasetDict):
+            if split not in dataset:
+                raise ValueError(f"{source} has no split {split!r}; its splits: {sorted(dataset)}.")
+            dataset = dataset[split]
+    else:
+        dataset = load_dataset(source, config_name)
+        if split not in dataset:
+            raise ValueError(f"{source} has no split {split!r}; its splits: {sorted(dataset)}.")
+        dataset = dataset[split]
+    if len(dataset) == 0:
+        raise ValueError(f"{source} ({split}) is empty.")
+    return dataset
+
+
+def prepare_contrastive_dataset(dataset, column_mapping: dict[str, str] | None = None):
+    """Rename and order the columns as `anchor, positive[, negative_1, ...]`, which is how sentence-transformers'
+    losses read them (by position).
+
+    Without `column_mapping`, the earlier system's `query`/`corpus`/`negative` columns are renamed to
+    `anchor`/`positive`/`negative` ([`LEGACY_COLUMNS`]). A negative column holding lists (several hard negatives
+    per row) is expanded into `negative_1 ... negative_k`; every row must have the same number. Other columns are
+    dropped.
+
+    Args:
+        dataset (`datasets.Dataset`): the raw dataset.
+        column_mapping (`dict[str, str]`, *optional*): `{existing column: anchor | positive | negative |
+            negative_<i>}`.
+
+    Raises:
+        `ValueError`: no anchor or positive column, a mapping to an unknown role, ragged negative lists.
+    """
+    names = list(dataset.column_names)
+    if column_mapping is None:
+        mapping = {old: new for old, new in LEGACY_COLUMNS.items() if old in names and new not in names}
+    else:
+        mapping = dict(column_mapping)
+        unknown_sources = [old for old in mapping if old not in names]
+        if unknown_sources:
+            raise ValueError(f"column_mapping names columns that do not exist: {unknown_sources} (columns: {names}).")
+    for new in mapping.values():
+        if new not in ("anchor", "positive", "negative") and not (
+            new.startswith("negative_") and new[len("negative_"):].isdigit()
+        ):
+            raise ValueError(f"column_mapping target {new!r} must be anchor, positive, negative or negative_<i>.")
+    if mapping:
+        dataset = dataset.rename_columns(mapping)
+    names = list(dataset.column_names)
+    missing = [role for role in ("anchor", "positive") if role not in names]
+    if missing:
+        raise ValueError(
+            f"The contrastive dataset needs anchor and positive columns; missing {missing} (columns: {names}). "
+            f"Map yours with column_mapping, e.g. '{{\"question\": \"anchor\", \"answer\": \"positive\"}}'."
+        )
+    if "negative" in names and isinstance(dataset[0]["negative"], list):
+        lengths = {len(value) for value in dataset["negative"]}
+        if len(lengths) != 1 or 0 in lengths:
+            raise ValueError(
+                f"Every row must have the same, non-zero number of negatives; found counts {sorted(lengths)}."
+            )
+        count = lengths.pop()
+        dataset = dataset.map(
+            lambda row: {f"negative_{i + 1}": row["negative"][i] for i in range(count)}, remove_columns=["negative"]
+        )
+        names = list(dataset.column_names)
+    negatives = [name for name in names if name == "negative"] + sorted(
+        (name for name in names if name.startswith("negative_") and name[len("negative_"):].isdigit()),
+        key=lambda name: int(name[len("negative_"):]),
+    )
+    keep = ["anchor", "positive", *negatives]
+    dropped = [name for name in names if name not in keep]
+    if dropped:
+        logger.info(f"Contrastive data: dropping columns {dropped} (not anchor/positive/negative).")
+    return dataset.select_columns(keep)
+
+
+def simcse_pairs(texts: Iterable[str]):
+    """An unsupervised SimCSE dataset: `anchor == positive` for every distinct non-empty text. The two views of a
+    text differ only by the encoder's dropout."""
+    from datasets import Dataset
+
+    unique = list(dict.fromkeys(text for text in texts if isinstance(text, str) and text.strip()))
+    if not unique:
+        raise ValueError("The SimCSE text source has no non-empty text.")
+    return Dataset.from_dict({"anchor": unique, "positive": unique})
+
+
+class SimCSEMixBatchSampler(MultiDatasetDefaultBatchSampler):
+    """Per batch, draws an unsupervised SimCSE batch with probability `pretraining_prob`, else a supervised one.
+
+    Expects the `ConcatDataset` of `(supervised, simcse)` with one batch sampler each (the trainer builds them with
+    `batch_sampler`, e.g. no duplicates). An epoch has as many batches as the supervised sampler; the sampler that
+    runs out first within an epoch starts over. The coin uses its own generator seeded with `seed + epoch`, so a
+    resumed run replays the same sequence.
+
+    Args:
+        dataset (`ConcatDataset`): the supervised and SimCSE datasets, in this order.
+        batch_samplers (`list[BatchSampler]`): their batch samplers.
+        pretraining_prob (`float`): probability in `[0, 1]` that a batch is a SimCSE batch.
+        generator (`torch.Generator`, *optional*): unused (the child samplers share it); kept for the interface.
+        seed (`int`, *optional*, defaults to 0): seed of the coin.
+    """
+
+    def __init__(self, dataset, batch_samplers, pretraining_prob: float, generator=None, seed: int = 0):
+        if len(batch_samplers) != 2:
+            raise ValueError("SimCSEMixBatchSampler expects exactly two datasets: supervised, then SimCSE.")
+        if not 0.0 <= pretraining_prob <= 1.0:
+            raise ValueError(f"pretraining_prob must be in [0, 1], got {pretraining_prob}.")
+        super().__init__(dataset, batch_samplers, generator=generator, seed=seed)
+        self.pretraining_prob = float(pretraining_prob)
+
+    def __len__(self) -> int:
+        return len(self.batch_samplers[0])
+
+    def __iter__(self) -> Iterator[list[int]]:
+        coin = torch.Generator().manual_seed(int(self.seed or 0) + self.epoch)
+        offset = len(self.dataset.datasets[0])
+        iterators = [iter(sampler) for sampler in self.batch_samplers]
+
+        def draw(which: int) -> list[int]:
+            try:
+                return next(iterators[which])
+            except StopIteration:
+                iterators[which] = iter(self.batch_samplers[which])
+                return next(iterators[which])
+
+        for _ in range(len(self)):
+            if float(torch.rand((), generator=coin)) < self.pretraining_prob:
+                yield [index + offset for index in draw(1)]
+            else:
+                yield draw(0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Evaluators
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def build_evaluators(
+    sts_eval_file: str | None = None,
+    retrieval_eval_dir: str | None = None,
+    retrieval_eval_split: str = "test",
+    batch_size: int = 32,
+) -> list:
+    """Sentence-transformers evaluators on local data: `EmbeddingSimilarityEvaluator` named `sts` on an STS jsonl
+    file and `InformationRetrievalEvaluator` named `retrieval` on a BEIR-style folder. The files are read here, so a
+    broken file fails before training starts."""
+    from sentence_transformers.sentence_transformer.evaluation import (
+        EmbeddingSimilarityEvaluator,
+        InformationRetrievalEvaluator,
+    )
+
+    from .eval_data import read_beir_folder, read_sts_jsonl
+
+    evaluators = []
+    if sts_eval_file:
+        sts = read_sts_jsonl(sts_eval_file)
+        evaluators.append(
+            EmbeddingSimilarityEvaluator(sts.sentences1, sts.sentences2, sts.scores, batch_size=batch_size, name="sts")
+        )
+    if retrieval_eval_dir:
+        data = read_beir_folder(retrieval_eval_dir, retrieval_eval_split)
+        corpus = {doc_id: (f"{doc['title']} {doc['text']}".strip()) for doc_id, doc in data.corpus.items()}
+        evaluators.append(
+            InformationRetrievalEvaluator(
+                data.queries,
+                corpus,
+                {query_id: set(docs) for query_id, docs in data.qrels.items()},
+                batch_size=batch_size,
+                name="retrieval",
+            )
+        )
+    return evaluators
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Arguments
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ContrastiveArguments:
+    """What to train (model, data, loss) and what to evaluate; the optimisation settings are in
+    [`ContrastiveTrainingArguments`]."""
+
+    # No argparse-required fields: the recipe parser looks for --config before reading the YAML, so a required flag
+    # could not come from the recipe. __post_init__ checks that both are set.
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "(Required) NeoBERT checkpoint to start from: a checkpoints/<step>/ folder, a run folder, an "
+                  "exported folder or a Hub id. Loaded strictly: a missing or unexpected encoder key is an error."},
+    )
+    train_dataset: str | None = field(
+        default=None,
+        metadata={"help": "(Required) Training data: a .jsonl/.json/.csv/.tsv/.parquet file, a save_to_disk folder or "
+                  "a Hub id, with anchor/positive[/negative...] columns or the earlier (query, corpus, negative) "
+                  "schema."},
+    )
+    tokenizer_name_or_path: str | None = field(
+        default=None, metadata={"help": "Tokenizer, when the checkpoint folder has none."}
+    )
+    pooling: str = field(default="mean", metadata={"help": "Sentence pooling: mean, cls or max."})
+    normalize: bool = field(
+        default=True, metadata={"help": "Append a Normalize module (unit-norm embeddings) to the saved model."}
+    )
+    max_seq_length: int | None = field(
+        default=None, metadata={"help": "Truncate inputs to this many tokens (default: the model's maximum)."}
+    )
+    dropout: float | None = field(
+        default=None,
+        metadata={"help": "Override the encoder's dropout; SimCSE (pretraining_prob > 0) needs it above 0."},
+    )
+    train_dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    train_split: str = field(default="train", metadata={"help": "Split of a Hub or save_to_disk training dataset."})
+    eval_dataset: str | None = field(
+        default=None, metadata={"help": "Data for the evaluation loss (same formats and columns as train_dataset)."}
+    )
+    eval_dataset_config: str | None = field(default=None, metadata={"help": "Hub configuration of eval_dataset."})
+    eval_split: str = field(default="validation", metadata={"help": "Split of a Hub or save_to_disk eval dataset."})
+    column_mapping: str | None = field(
+        default=None,
+        metadata={"help": "JSON object {column: anchor|positive|negative|negative_<i>}; default maps the earlier "
+                  "query/corpus/negative columns."},
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
+    loss_type: str = field(
+        default="infonce",
+        metadata={"help": "infonce (in-batch negatives, MultipleNegativesRankingLoss) or cached_infonce (GradCache, "
+                  "CachedMultipleNegativesRankingLoss, for large batches)."},
+    )
+    temperature: float = field(default=0.05, metadata={"help": "Softmax temperature; scale = 1 / temperature."})
+    hard_negative_weight: float = field(
+        default=1.0,
+        metadata={"help": "Weight w >= 0 of each anchor's own hard negatives in the softmax denominator (log w is "
+                  "added to their logits); 1 = plain InfoNCE, 0 = ignore them."},
+    )
+    mini_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Rows per forward pass of cached_infonce (default 32); only for cached_infonce."},
+    )
+    pretraining_prob: float = field(
+        default=0.0,
+        metadata={"help": "Probability that a training batch is an unsupervised SimCSE batch (anchor == positive, "
+                  "dropout noise) instead of a supervised one. Drawn per batch."},
+    )
+    simcse_dataset: str | None = field(
+        default=None,
+        metadata={"help": "Text source of the SimCSE batches (file, folder or Hub id with a text column); default: the "
+                  "distinct anchor and positive texts of the training data."},
+    )
+    simcse_split: str = field(default="train", metadata={"help": "Split of a Hub or save_to_disk SimCSE dataset."})
+    simcse_text_column: str = field(default="text", metadata={"help": "Text column of simcse_dataset."})
+    sts_eval_file: str | None = field(
+        default=None, metadata={"help": "STS jsonl (sentence1, sentence2, score) for an EmbeddingSimilarityEvaluator."}
+    )
+    retrieval_eval_dir: str | None = field(
+        default=None,
+        metadata={"help": "BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) for an "
+                  "InformationRetrievalEvaluator."},
+    )
+    retrieval_eval_split: str = field(default="test", metadata={"help": "qrels split of retrieval_eval_dir."})
+
+    def __post_init__(self):
+        from .sentence_transformers import validate_pooling
+
+        missing = [name for name in ("model_name_or_path", "train_dataset") if not getattr(self, name)]
+        if missing:
+            raise ValueError(f"Missing required argument(s): {', '.join('--' + name for name in missing)}.")
+        validate_pooling(self.pooling)
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"Unknown loss_type {self.loss_type!r}. Valid loss types: {', '.join(LOSS_TYPES)}.")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}.")
+        if not (self.hard_negative_weight >= 0 and math.isfinite(self.hard_negative_weight)):
+            raise ValueError(f"hard_negative_weight must be a finite number >= 0, got {self.hard_negative_weight}.")
+        if self.loss_type == "infonce" and self.mini_batch_size is not None:
+            raise ValueError("mini_batch_size only applies to loss_type=cached_infonce; remove it or switch loss_type.")
+        if self.mini_batch_size is not None and self.mini_batch_size < 1:
+            raise ValueError(f"mini_batch_size must be >= 1, got {self.mini_batch_size}.")
+        if not 0.0 <= self.pretraining_prob <= 1.0:
+            raise ValueError(f"pretraining_prob must be in [0, 1], got {self.pretraining_prob}.")
+        if self.simcse_dataset is not None and self.pretraining_prob == 0.0:
+            raise ValueError(
+                "simcse_dataset is only used when pretraining_prob > 0; set pretraining_prob or remove it."
+            )
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
+        if self.max_train_samples is not None and self.max_train_samples < 1:
+            raise ValueError(f"max_train_samples must be >= 1, got {self.max_train_samples}.")
+        if isinstance(self.column_mapping, str):
+            try:
+                mapping = json.loads(self.column_mapping)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"column_mapping must be a JSON object, got {self.column_mapping!r}.") from error
+            self.column_mapping = mapping
+        if self.column_mapping is not None and not (
+            isinstance(self.column_mapping, dict) and all(isinstance(v, str) for v in self.column_mapping.values())
+        ):
+            raise ValueError(f"column_mapping must map column names to roles, got {self.column_mapping!r}.")
+
+
+@dataclass
+class ContrastiveTrainingArguments(SentenceTransformerTrainingArguments):
+    """`SentenceTransformerTrainingArguments` whose batches hold no duplicated text by default (in-batch negatives
+    must not be copies of the anchor or positive) and whose `resume_from_checkpoint` also takes `latest` or a step
+    of `<output_dir>/checkpoints/`."""
+
+    batch_sampler: BatchSamplers | str = field(
+        default=BatchSamplers.NO_DUPLICATES,
+        metadata={"help": "no_duplicates (default: no text twice in a batch), no_duplicates_hashed, batch_sampler or "
+                  "group_by_label."},
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Trainer
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class ContrastiveTrainer(SentenceTransformerTrainer):
+    """`SentenceTransformerTrainer` with SimCSE batch mixing and the package's checkpoint tree.
+
+    Args:
+        pretraining_prob (`float`, *optional*): when the training dataset is a `DatasetDict` with `pairs` and
+            `simcse` splits, the probability that a batch comes from `simcse` ([`SimCSEMixBatchSampler`]).
+        kwargs: passed to `SentenceTransformerTrainer`.
+    """
+
+    def __init__(self, *args, pretraining_prob: float | None = None, **kwargs):
+        self.pretraining_prob = pretraining_prob
+        super().__init__(*args, **kwargs)
+        train = self.train_dataset
+        if pretraining_prob is not None and not (isinstance(train, dict) and list(train) == [PAIRS_KEY, SIMCSE_KEY]):
+            raise ValueError(f"pretraining_prob needs a training DatasetDict with splits {[PAIRS_KEY, SIMCSE_KEY]}.")
+
+    def get_multi_dataset_batch_sampler(self, dataset, batch_samplers, generator=None, seed=0):
+        if self.pretraining_prob is not None and len(batch_samplers) == 2 and self.is_in_train_dataset(dataset):
+            return SimCSEMixBatchSampler(dataset, batch_samplers, self.pretraining_prob, generator=generator, seed=seed)
+        return super().get_multi_dataset_batch_sampler(dataset, batch_samplers, generator=generator, seed=seed)
+
+    def is_in_train_dataset(self, concat) -> bool:
+        train = self.train_dataset
+        return isinstance(train, dict) and [len(d) for d in concat.datasets] == [len(d) for d in train.values()]
+
+    def train(self, resume_from_checkpoint: str | int | bool | None = None, **kwargs):
+        """Trains; `resume_from_checkpoint` is `latest`/`True`, a step number or a checkpoint folder. The final step
+        is always saved to `<output_dir>/checkpoints/<step>/`."""
+        from ..training.checkpointing import checkpoint_dir, resolve_checkpoint
+
+        if resume_from_checkpoint is None:
+            resume_from_checkpoint = self.args.resume_from_checkpoint
+        path = None
+        if resume_from_checkpoint not in (None, False):
+            path = resolve_checkpoint(resume_from_checkpoint, self.args.output_dir)
+        output = super().train(resume_from_checkpoint=path, **kwargs)
+        final = checkpoint_dir(self.args.output_dir, self.state.global_step)
+        if self.state.global_step > 0 and not os.path.isdir(final):
+            self._save_checkpoint(self.model_wrapped, trial=None)
+        return output
+
+    def _save_checkpoint(self, model: nn.Module, trial) -> None:
+        """Writes `checkpoints/.tmp-<step>-<random>/` (sentence-transformers folder, optimizer, scheduler, RNG,
+        trainer state last) and renames it to `checkpoints/<step>/`, then applies `save_total_limit`."""
+        import secrets
+
+        from transformers.trainer_utils import SaveStrategy
+
+        from ..training.checkpointing import TRAINER_STATE_NAME, checkpoint_dir, new_tmp_dir, publish, rotate
+
+        if self.hp_search_backend is None and trial is None:
+            self.store_flos()
+        run_dir = self._get_output_dir(trial=trial)
+        step = self.state.global_step
+        final_dir = checkpoint_dir(run_dir, step)
+        tmp_dir = new_tmp_dir(run_dir, step, secrets.token_hex(4))
+        os.makedirs(tmp_dir, exist_ok=True)
+        self.save_model(tmp_dir, _internal_call=True)
+        if self.args.save_strategy in (SaveStrategy.STEPS, SaveStrategy.EPOCH, SaveStrategy.BEST) and (
+            self.state.best_global_step
+        ):
+            best_dir = checkpoint_dir(run_dir, self.state.best_global_step)
+            if self.state.best_global_step == step or os.path.isdir(best_dir):
+                self.state.best_model_checkpoint = best_dir
+        if not self.args.save_only_model:
+            self._save_optimizer_and_scheduler(tmp_dir)
+            self._save_scaler(tmp_dir)
+            self._save_rng_state(tmp_dir)
+        if self.args.should_save:
+            self.state.save_to_json(os.path.join(tmp_dir, TRAINER_STATE_NAME))  # last: marks the folder complete
+            publish(tmp_dir, final_dir)
+            for path in rotate(run_dir, self.args.save_total_limit, keep=[self.state.best_model_checkpoint]):
+                logger.info(f"Deleted {path} (save_total_limit={self.args.save_total_limit})")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Setup from arguments
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ContrastiveSetup:
+    """Everything `neobert-hf contrastive` trains with, built and checked before anything is written."""
+
+    model: SentenceTransformer
+    train_dataset: Any
+    eval_dataset: Any
+    loss: nn.Module
+    evaluators: list
+    args: ContrastiveArguments
+    training_args: ContrastiveTrainingArguments
+
+    def build_trainer(self) -> ContrastiveTrainer:
+        return ContrastiveTrainer(
+            model=self.model,
+            args=self.training_args,
+            train_dataset=self.train_dataset,
+            eval_dataset=self.eval_dataset,
+            loss=self.loss,
+            evaluator=self.evaluators or None,
+            pretraining_prob=self.args.pretraining_prob if self.args.pretraining_prob > 0 else None,
+        )
+
+    def summary(self) -> str:
+        train = self.train_dataset
+        rows = {name: len(d) for name, d in train.items()} if isinstance(train, dict) else {"pairs": len(train)}
+        columns = (train[PAIRS_KEY] if isinstance(train, dict) else train).column_names
+        sampler = self.training_args.batch_sampler
+        return "\n".join(
+            [
+                f"model: {self.args.model_name_or_path} (pooling={self.args.pooling}, normalize={self.args.normalize}, "
+                f"max_seq_length={self.model.max_seq_length})",
+                f"training rows: {rows}; columns {columns}",
+                f"loss: {type(self.loss).__name__} (temperature={self.args.temperature}, "
+                f"hard_negative_weight={self.args.hard_negative_weight})",
+                f"SimCSE batches: probability {self.args.pretraining_prob} per batch",
+                f"batch sampler: {getattr(sampler, 'value', sampler)}",
+                f"evaluators: {[type(e).__name__ for e in self.evaluators] or 'none'}",
+                f"checkpoints: {os.path.join(self.training_args.output_dir, 'checkpoints')}/<step>/",
+            ]
+        )
+
+
+def prepare_contrastive(args: ContrastiveArguments, training_args: ContrastiveTrainingArguments) -> ContrastiveSetup:
+    """Load and check the data, the evaluation files and the model, and build the loss. Writes nothing.
+
+    Raises:
+        `ValueError`: bad data or options (including SimCSE without dropout).
+        [`~neobert_hf.integrations.sentence_transformers.CheckpointKeysError`]: a checkpoint that does not match.
+    """
+    from transformers import AutoConfig
+
+    import neobert_hf  # noqa: F401 - registers the NeoBERT config
+
+    from .checkpoints import resolve_pretrained_path
+    from .sentence_transformers import build_sentence_transformer
+
+    start = time.perf_counter()
+    source = resolve_pretrained_path(args.model_name_or_path)  # a run folder -> one of its checkpoints
+    if args.pretraining_prob > 0:
+        config = AutoConfig.from_pretrained(source)
+        dropout = args.dropout if args.dropout is not None else getattr(config, "dropout", 0.0)
+        if not dropout > 0:
+            raise ValueError(
+                f"pretraining_prob={args.pretraining_prob} mixes in SimCSE batches, whose two views differ only by "
+                f"dropout, but the encoder's dropout is {dropout}; set dropout (e.g. 0.1)."
+            )
+
+    train = prepare_contrastive_dataset(
+        load_table(args.train_dataset, args.train_split, args.train_dataset_config), args.column_mapping
+    )
+    if args.max_train_samples is not None:
+        train = train.select(range(min(args.max_train_samples, len(train))))
+    eval_dataset = None
+    if args.eval_dataset is not None:
+        eval_dataset = prepare_contrastive_dataset(
+            load_table(args.eval_dataset, args.eval_split, args.eval_dataset_config), args.column_mapping
+        )
+    if args.pretraining_prob > 0:
+        if args.simcse_dataset is not None:
+            source = load_table(args.simcse_dataset, args.simcse_split)
+            if args.simcse_text_column not in source.column_names:
+                raise ValueError(
+                    f"{args.simcse_dataset} has no column {args.simcse_text_column!r} (columns: {source.column_names})."
+                )
+            texts = source[args.simcse_text_column]
+        else:
+            texts = list(train["anchor"]) + list(train["positive"])
+        from datasets import DatasetDict
+
+        train = DatasetDict({PAIRS_KEY: train, SIMCSE_KEY: simcse_pairs(texts)})
+    evaluators = build_evaluators(
+        args.sts_eval_file,
+        args.retrieval_eval_dir,
+        args.retrieval_eval_split,
+        batch_size=training_args.per_device_eval_batch_size,
+    )
+    if training_args.eval_strategy != "no" and eval_dataset is None and not evaluators:
+        raise ValueError(
+            f"eval_strategy={training_args.eval_strategy} but there is nothing to evaluate: set eval_dataset, "
+            "sts_eval_file or retrieval_eval_dir, or eval_strategy=no."
+        )
+
+    model = build_sentence_transformer(
+        source,
+        pooling=args.pooling,
+        normalize=args.normalize,
+        max_seq_length=args.max_seq_length,
+        tokenizer_name_or_path=args.tokenizer_name_or_path,
+        dropout=args.dropout,
+    )
+    loss = build_contrastive_loss(
+        model, args.loss_type, args.temperature, args.hard_negative_weight, args.mini_batch_size
+    )
+    logger.info(f"Prepared contrastive training in {time.perf_counter() - start:.1f}s")
+    return ContrastiveSetup(model, train, eval_dataset, loss, evaluators, args, training_args)
