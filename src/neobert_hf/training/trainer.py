@@ -63,6 +63,8 @@ from .optim import QKClip, build_muonclip
 
 logger = logging.get_logger(__name__)
 
+# Keys of the packed (`DataCollatorWithFlattening`) format that the model takes through **kwargs.
+_PACKED_KEYS = ("position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; training stopped before applying the update."""
@@ -352,6 +354,15 @@ class NeoBERTTrainer(CleanHubPushMixin, Trainer):
     # ------------------------------------------------------------------------------------------------------------------
     # Data position
     # ------------------------------------------------------------------------------------------------------------------
+
+    def _set_signature_columns_if_needed(self) -> None:
+        super()._set_signature_columns_if_needed()
+        # The packed-batch keys reach the model through **kwargs, so `remove_unused_columns` would drop them: the
+        # eager model would then rebuild the boundaries from position_ids with a device sync every step, and a
+        # compiled one cannot (a data-dependent check) and would attend across the whole packed row.
+        for key in _PACKED_KEYS:
+            if key not in self._signature_columns:
+                self._signature_columns.append(key)
 
     def get_train_dataloader(self):
         if self.train_dataset is None:
