@@ -39,20 +39,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def build_argument_parser():
-    """The recipe parser over (ModelArguments, DataArguments, NeoBERTTrainingArguments)."""
+    """The recipe parser over (ModelArguments, DataArguments, NeoBERTTrainingArguments, PrecisionArguments)."""
+    from ..converters.arguments import PrecisionArguments
     from ..training import NeoBERTTrainingArguments
     from ..training.pretrain_arguments import DataArguments, ModelArguments
     from .parser import NeoBERTArgumentParser
 
     return NeoBERTArgumentParser(
-        (ModelArguments, DataArguments, NeoBERTTrainingArguments),
+        (ModelArguments, DataArguments, NeoBERTTrainingArguments, PrecisionArguments),
         prog="neobert-hf pretrain",
         description=HELP + " Usage: neobert-hf pretrain --config recipe.yaml [--key value ...].",
     )
 
 
 def parse_args(argv: Sequence[str]):
-    """`(model_args, data_args, training_args)` from a command line (recipe via `--config`)."""
+    """`(model_args, data_args, training_args, precision_args)` from a command line (recipe via `--config`)."""
     return build_argument_parser().parse_args_and_config(list(argv))
 
 
@@ -78,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
     from ..training.pretrain import prepare_pretraining
 
     try:
-        model_args, data_args, training_args = parse_args(args.argv)
-        setup = prepare_pretraining(model_args, data_args, training_args)
+        model_args, data_args, training_args, precision_args = parse_args(args.argv)
+        setup = prepare_pretraining(model_args, data_args, training_args, precision_args)
     except _EXPECTED_ERRORS as error:
         return fail(str(error))
     setup_logging()

@@ -38,6 +38,7 @@ from ..data import (
     prepare_tokenizer,
     tokenize_dataset,
 )
+from ..converters.arguments import PrecisionArguments
 from ..modeling import NeoBERTConfig, NeoBERTForMaskedLM
 from .arguments import NeoBERTTrainingArguments
 from .checkpointing import CheckpointError, list_checkpoints, load_data_state, resolve_checkpoint
@@ -66,6 +67,9 @@ class PretrainingSetup:
         train_dataset, eval_dataset ([`~neobert_hf.data.MicrobatchDataset`]): packed (or padded) masked microbatches.
         collator ([`~neobert_hf.data.PackedBatchCollator`]): joins `per_device_*_batch_size` microbatches.
         resume_from_checkpoint (`str`, *optional*): the checkpoint folder to resume from, resolved and checked.
+        precision_args ([`~neobert_hf.converters.PrecisionArguments`], *optional*): low-precision backend and kernels.
+        callbacks (`list`): extra Trainer callbacks, e.g. the [`~neobert_hf.converters.PrecisionCallback`] that
+            converts the model at the end of `Trainer.__init__` (before compile, wrapping and the optimizer).
     """
 
     model_args: ModelArguments
@@ -79,6 +83,8 @@ class PretrainingSetup:
     eval_dataset: Any
     collator: PackedBatchCollator
     resume_from_checkpoint: str | None
+    precision_args: PrecisionArguments | None = None
+    callbacks: list = dataclasses.field(default_factory=list)
 
     def build_trainer(self):
         """The [`NeoBERTTrainer`] of this setup (creates `output_dir`)."""
@@ -91,6 +97,7 @@ class PretrainingSetup:
             eval_dataset=self.eval_dataset,
             data_collator=self.collator,
             processing_class=self.tokenizer,
+            callbacks=list(self.callbacks) or None,
         )
 
     def summary(self) -> str:
@@ -118,6 +125,11 @@ class PretrainingSetup:
             f"output: {os.path.join(args.output_dir, 'checkpoints')}/<step>/"
             + (f"; resuming from {self.resume_from_checkpoint}" if self.resume_from_checkpoint else ""),
         ]
+        if self.precision_args is not None and self.precision_args.enabled:
+            lines.append(
+                f"precision: {self.precision_args.precision_backend} {self.precision_args.recipe} (keeping "
+                f"{self.precision_args.filter_fqns} in high precision); kernels {self.precision_args.kernel_backend}"
+            )
         return "\n".join(lines)
 
 
@@ -425,7 +437,10 @@ def build_model(model_args: ModelArguments, config: NeoBERTConfig, seed: int) ->
 
 
 def prepare_pretraining(
-    model_args: ModelArguments, data_args: DataArguments, training_args: NeoBERTTrainingArguments
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: NeoBERTTrainingArguments,
+    precision_args: PrecisionArguments | None = None,
 ) -> PretrainingSetup:
     """Check the arguments and build tokenizer, config, data and model. Writes nothing.
 
@@ -436,6 +451,14 @@ def prepare_pretraining(
     """
     _check_training_args(training_args)
     _check_attention(model_args, training_args)
+    callbacks = []
+    if precision_args is not None:
+        from ..converters import PrecisionCallback
+        from ..converters.arguments import check_precision_data_args
+
+        check_precision_data_args(precision_args, data_args)
+        # Checks the argument combinations, the library and the hardware now; converts at Trainer init.
+        callbacks.append(PrecisionCallback(precision_args, training_args))
     resume = _resolve_resume(training_args)
 
     checkpoint_config = None
@@ -471,12 +494,19 @@ def prepare_pretraining(
         eval_dataset=eval_dataset,
         collator=PackedBatchCollator(pad_token_id=prepared.pad_token_id),
         resume_from_checkpoint=resume,
+        precision_args=precision_args,
+        callbacks=callbacks,
     )
 
 
-def run_pretraining(model_args: ModelArguments, data_args: DataArguments, training_args: NeoBERTTrainingArguments):
+def run_pretraining(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: NeoBERTTrainingArguments,
+    precision_args: PrecisionArguments | None = None,
+):
     """Prepare (see [`prepare_pretraining`]) and train; returns the [`NeoBERTTrainer`] after training."""
-    setup = prepare_pretraining(model_args, data_args, training_args)
+    setup = prepare_pretraining(model_args, data_args, training_args, precision_args)
     logger.info(setup.summary())
     trainer = setup.build_trainer()
     trainer.train(resume_from_checkpoint=setup.resume_from_checkpoint)

@@ -1,0 +1,282 @@
+"""Kernel backend of MLM pretraining: `kernel_backend = auto | liger | torch`.
+
+- `torch`: the model's own PyTorch code, exact; the only backend on CPU.
+- `liger`: Liger's Triton kernels on CUDA (`pip install "neobert-hf[liger]"`): RMSNorm (the model's fp32
+  normalisation, "llama" casting), SwiGLU (`silu(gate) * up`), and a fused linear cross-entropy for the masked
+  rows: the decoder projection and the cross-entropy run chunk by chunk, so the `(n_masked, V)` logits are never
+  materialised.
+- `auto`: `liger` on CUDA when liger-kernel is installed, `torch` otherwise; the choice and its reason are logged.
+
+An explicit `liger` that cannot run is an error (package missing, no CUDA device); nothing falls back silently, and
+the kernels are not wrapped in `try`/`except`, so an out-of-memory error surfaces as is.
+
+The fused cross-entropy plugs into the masked-logits-only loss through [`masked_lm_loss_from_hidden`], a loss
+function of the masked hidden rows and the decoder weight/bias with the same reduction as the model's
+`masked_lm_loss` (fp32 sum over the masked tokens, divided by `num_items_in_batch`). [`install_masked_rows_loss`]
+makes `NeoBERTForMaskedLM.forward` use it while training on the masked-logits-only path; evaluation and every other
+path keep the model's own forward (they need logits).
+
+```python
+>>> from neobert_hf.kernels import resolve_kernel_backend
+>>> resolve_kernel_backend("auto", "cpu")
+'torch'
+```
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .import_utils import is_available, package_version, require
+
+
+__all__ = [
+    "LigerRMSNorm",
+    "LigerSwiGLU",
+    "apply_kernel_backend",
+    "install_masked_rows_loss",
+    "masked_lm_loss_from_hidden",
+    "resolve_kernel_backend",
+]
+
+logger = logging.getLogger("neobert_hf.pretrain.kernels")
+
+
+def resolve_kernel_backend(
+    requested: Literal["auto", "liger", "torch"], device: torch.device | str
+) -> Literal["liger", "torch"]:
+    """The kernel backend a run on `device` uses.
+
+    Raises:
+        `ImportError`: `liger` without liger-kernel (names `pip install "neobert-hf[liger]"`).
+        `RuntimeError`: `liger` on a device other than CUDA.
+        `ValueError`: an unknown backend.
+    """
+    device = torch.device(device)
+    if requested == "torch":
+        return "torch"
+    if requested == "liger":
+        require("liger_kernel", "kernel_backend=liger")
+        if device.type != "cuda":
+            raise RuntimeError(
+                f"kernel_backend=liger runs Liger's Triton kernels on CUDA GPUs, but this run is on {device.type}. Use "
+                "kernel_backend torch (exact, PyTorch) or auto."
+            )
+        return "liger"
+    if requested != "auto":
+        raise ValueError(f"kernel_backend must be 'auto', 'liger' or 'torch', got {requested!r}.")
+    if device.type == "cuda" and is_available("liger_kernel"):
+        logger.info(f"kernel_backend=auto: using liger (liger-kernel {package_version('liger_kernel')} on CUDA).")
+        return "liger"
+    reason = (
+        f"no CUDA device (training on {device.type})"
+        if device.type != "cuda"
+        else 'liger-kernel is not installed (pip install "neobert-hf[liger]")'
+    )
+    logger.info(f"kernel_backend=auto: using torch ({reason}).")
+    return "torch"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Masked-token loss from hidden rows
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _divide(loss_sum: torch.Tensor, labels: torch.Tensor, num_items_in_batch) -> torch.Tensor:
+    """The denominator of `masked_lm_loss`: `num_items_in_batch`, or this batch's target count, at least 1."""
+    if num_items_in_batch is None:
+        denominator = (labels != -100).sum().clamp(min=1)
+    elif torch.is_tensor(num_items_in_batch):
+        denominator = num_items_in_batch.to(loss_sum.device).clamp(min=1)
+    else:
+        denominator = max(int(num_items_in_batch), 1)
+    return loss_sum / denominator
+
+
+def masked_lm_loss_from_hidden(
+    hidden: torch.Tensor,
+    labels: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    num_items_in_batch: torch.Tensor | int | None = None,
+    backend: Literal["liger", "torch"] = "torch",
+) -> torch.Tensor:
+    """MLM cross-entropy of the masked rows, computed from their hidden states and the decoder.
+
+    Args:
+        hidden (`torch.Tensor` of shape `(N, H)`): final hidden states of the masked tokens.
+        labels (`torch.LongTensor` of shape `(N,)`): their target ids (-100 rows are ignored).
+        weight (`torch.Tensor` of shape `(V, H)`), bias (`torch.Tensor` of shape `(V,)`, *optional*): the decoder.
+        num_items_in_batch (`int` or `torch.Tensor`, *optional*): divide the summed loss by this (the Trainer's
+            masked-token count of the optimizer step); defaults to this batch's count.
+        backend (`str`): `"torch"` computes `masked_lm_loss(F.linear(hidden, weight, bias), labels)` exactly;
+            `"liger"` runs Liger's fused linear cross-entropy (CUDA) without materialising the `(N, V)` logits.
+
+    Returns:
+        `torch.Tensor`: the scalar loss.
+    """
+    labels = labels.reshape(-1).to(hidden.device)
+    if backend == "torch":
+        from .modeling.modeling_neobert import masked_lm_loss
+
+        return masked_lm_loss(F.linear(hidden, weight, bias), labels, num_items_in_batch)
+    if backend != "liger":
+        raise ValueError(f"backend must be 'liger' or 'torch', got {backend!r}.")
+    from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
+
+    # Liger multiplies in the hidden dtype (bf16 under autocast) and accumulates the loss in fp32.
+    loss_sum = liger_fused_linear_cross_entropy(
+        hidden,
+        weight.to(hidden.dtype),
+        labels,
+        bias=None if bias is None else bias.to(hidden.dtype),
+        ignore_index=-100,
+        reduction="sum",
+    )
+    if isinstance(loss_sum, tuple):  # versions that also return the z-loss
+        loss_sum = loss_sum[0]
+    return _divide(loss_sum.float(), labels, num_items_in_batch)
+
+
+def install_masked_rows_loss(model: nn.Module, backend: Literal["liger", "torch"]) -> None:
+    """Make `model.forward` (a `NeoBERTForMaskedLM`) compute its training loss with [`masked_lm_loss_from_hidden`].
+
+    Only the training forward on the masked-logits-only path (`labels` given, `sparse_prediction`) changes: it runs
+    the encoder, keeps the masked rows and returns the loss with `logits=None`. Evaluation and every other call go
+    to the model's own forward. The original stays in `model.forward.__wrapped__`, so signature inspection (the
+    Trainer's `num_items_in_batch` detection) sees the model's arguments.
+    """
+    from transformers.modeling_outputs import MaskedLMOutput
+
+    original = model.forward
+
+    @functools.wraps(original)
+    def forward(
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        sparse_prediction=None,
+        num_items_in_batch=None,
+        **kwargs,
+    ):
+        sparse = model.config.sparse_prediction if sparse_prediction is None else sparse_prediction
+        if labels is None or not sparse or not model.training:
+            return original(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                inputs_embeds=inputs_embeds,
+                labels=labels,
+                sparse_prediction=sparse_prediction,
+                num_items_in_batch=num_items_in_batch,
+                **kwargs,
+            )
+        return_dict = kwargs.pop("return_dict", None)
+        outputs = model.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            **kwargs,
+        )
+        hidden = outputs.last_hidden_state  # (B, S, H)
+        labels = labels.reshape(-1)
+        selected = labels != -100
+        rows = hidden.reshape(-1, hidden.shape[-1])[selected]  # (n_masked, H)
+        loss = masked_lm_loss_from_hidden(
+            rows, labels[selected], model.decoder.weight, model.decoder.bias, num_items_in_batch, backend
+        )
+        output = MaskedLMOutput(loss=loss, logits=None, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+        return output.to_tuple() if return_dict is False else output
+
+    forward._neobert_masked_rows_loss = backend
+    model.forward = forward
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Liger modules (same parameters and state-dict keys as the modules they replace)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class LigerRMSNorm(nn.Module):
+    """Liger's RMSNorm with the model's numerics ("llama" casting: normalise in fp32, cast back, then scale)."""
+
+    def __init__(self, norm: nn.Module):
+        super().__init__()
+        self.weight = norm.weight
+        self.eps = norm.eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from liger_kernel.transformers.functional import liger_rms_norm
+
+        return liger_rms_norm(x, self.weight, self.eps, offset=0.0, casting_mode="llama", in_place=False)
+
+    def extra_repr(self) -> str:
+        return f"{tuple(self.weight.shape)}, eps={self.eps}"
+
+
+class LigerSwiGLU(nn.Module):
+    """`w3(silu(gate) * up)` with `[gate; up] = w12(x)`, the gating in one Liger kernel; keeps `w12`/`w3`."""
+
+    def __init__(self, ffn: nn.Module):
+        super().__init__()
+        self.w12 = ffn.w12
+        self.w3 = ffn.w3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from liger_kernel.transformers.functional import liger_swiglu
+
+        gate, up = self.w12(x).chunk(2, dim=-1)  # (..., F) each, strided views
+        # The kernel addresses gate, up and its output with one row stride: give it contiguous rows.
+        return self.w3(liger_swiglu(gate.contiguous(), up.contiguous()))
+
+
+def apply_kernel_backend(
+    model: nn.Module, requested: Literal["auto", "liger", "torch"], device: torch.device | str
+) -> Literal["liger", "torch"]:
+    """Resolve `requested` for `device` and install it in `model` (a `NeoBERTForMaskedLM`), in place.
+
+    `torch` changes nothing. `liger` replaces every `NeoBERTRMSNorm` and `NeoBERTSwiGLU` by its Liger module (same
+    parameters, same state-dict keys) and makes the training loss a fused linear cross-entropy over the masked rows.
+
+    Returns:
+        `str`: the backend in use.
+
+    Raises:
+        `ValueError`: `liger` with a decoder replaced by a low-precision converter (the fused loss reads
+            `decoder.weight` directly and would bypass it).
+    """
+    backend = resolve_kernel_backend(requested, device)
+    if backend == "torch":
+        return backend
+    from .modeling.modeling_neobert import NeoBERTRMSNorm, NeoBERTSwiGLU
+
+    if type(model.decoder) is not nn.Linear:
+        raise ValueError(
+            f"kernel_backend=liger fuses the decoder into the cross-entropy and reads decoder.weight directly, but the "
+            f"decoder was converted to {type(model.decoder).__name__}. Keep it in high precision (filter_fqns: "
+            "[decoder]) or use kernel_backend torch."
+        )
+    swaps = [
+        (name, LigerRMSNorm(m) if isinstance(m, NeoBERTRMSNorm) else LigerSwiGLU(m))
+        for name, m in model.named_modules()
+        if isinstance(m, (NeoBERTRMSNorm, NeoBERTSwiGLU))
+    ]
+    for name, new in swaps:
+        parent, _, leaf = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, leaf, new)
+    install_masked_rows_loss(model, backend)
+    logger.info(
+        f"kernel_backend=liger: {sum(isinstance(m, LigerRMSNorm) for _, m in swaps)} RMSNorm and "
+        f"{sum(isinstance(m, LigerSwiGLU) for _, m in swaps)} SwiGLU modules, fused linear cross-entropy on the masked "
+        "rows."
+    )
+    return backend
