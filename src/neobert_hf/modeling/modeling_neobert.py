@@ -502,9 +502,9 @@ class NeoBERTModel(NeoBERTPreTrainedModel):
         if cu_seq_lens_q is None:
             if position_ids is None or batch_size != 1 or attention_mask is not None:
                 return None
-            if torch.compiler.is_compiling():
-                # A data-dependent check would break the graph: compiled packed training passes cu_seq_lens.
-                return None
+            # Positions that restart at 0 mark a packed row. This check reads the data (a graph break under
+            # torch.compile, an error with fullgraph=True): compiled packed training passes cu_seq_lens, and skipping
+            # the check would silently let the documents of a packed row attend to each other.
             if not bool((position_ids[0, 1:] == 0).any()):
                 return None
             cu_seq_lens_q = cu_seq_lens_from_position_ids(position_ids)
