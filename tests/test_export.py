@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from test_export_fixtures import CLEAN_FILES, RESUME_FILES, list_files, write_checkpoint
 from transformers import AutoTokenizer
 from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
-from test_export_fixtures import CLEAN_FILES, RESUME_FILES, list_files, write_checkpoint
 from neobert_hf import NeoBERTForMaskedLM, NeoBERTModel
 from neobert_hf.cli.main import main
 from neobert_hf.export import ExportError, export_model, find_resume_state
@@ -58,7 +58,8 @@ def test_export_writes_exactly_the_clean_files(checkpoint, tmp_path):
     assert result.task == "mlm" and result.dropped_keys == []
     config = json.loads((out / "config.json").read_text())
     assert config["auto_map"] == FULL_AUTO_MAP and config["architectures"] == ["NeoBERTForMaskedLM"]
-    assert (out / "modeling_neobert.py").read_bytes() == open(os.path.join(checkpoint, "modeling_neobert.py"), "rb").read()
+    with open(os.path.join(checkpoint, "modeling_neobert.py"), "rb") as f:
+        assert (out / "modeling_neobert.py").read_bytes() == f.read()
     assert [n for n in os.listdir(tmp_path) if n != "export"] == []  # no temporary folder left
 
 
@@ -84,7 +85,7 @@ def test_export_dtype(checkpoint, tmp_path):
     out = tmp_path / "bf16"
     export_model(checkpoint, out, dtype="bfloat16")
     with safe_open(str(out / "model.safetensors"), "pt") as f:
-        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}
+        assert {f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118 - safe_open is not a dict == {"BF16"}
     assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
 
 
@@ -93,7 +94,7 @@ def test_export_base_drops_only_the_mlm_head(checkpoint, tmp_path):
     result = export_model(checkpoint, out, task="base")
     assert result.dropped_keys == ["decoder.bias", "decoder.weight"]
     with safe_open(str(out / "model.safetensors"), "pt") as f:
-        assert not [k for k in f.keys() if k.startswith(("decoder", "model."))]
+        assert not [k for k in f.keys() if k.startswith(("decoder", "model."))]  # noqa: SIM118
     base = NeoBERTModel.from_pretrained(out)
     full = NeoBERTForMaskedLM.from_pretrained(checkpoint)
     for name, tensor in base.state_dict().items():
@@ -210,7 +211,8 @@ def test_export_cli_end_to_end(checkpoint, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert all(name in printed for name in CLEAN_FILES)
     assert list_files(out) == CLEAN_FILES
-    card = open(os.path.join(out, "README.md")).read()
+    with open(os.path.join(out, "README.md")) as f:
+        card = f.read()
     assert "# neobert-tiny" in card and "language: en" in card
     assert main(["export", checkpoint, out]) == 2
     assert "not empty" in capsys.readouterr().err

@@ -7,10 +7,9 @@ import os
 import types
 from concurrent.futures import Future
 
+from test_training_fixtures import make_args, make_trainer, mlm_samples
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
-
-from test_training_fixtures import make_args, make_trainer, mlm_samples
 
 
 # What a clean export of an MLM checkpoint holds, and what a checkpoint holds in addition.
@@ -111,8 +110,7 @@ class HubRecorder:
                 "revision": revision,
                 "commit_message": commit_message,
                 "delete_patterns": delete_patterns,
-                "readme": open(os.path.join(folder_path, "README.md")).read()
-                if os.path.isfile(os.path.join(folder_path, "README.md")) else None,
+                "readme": _read(os.path.join(folder_path, "README.md")),
             })
             info = types.SimpleNamespace(commit_url=f"https://huggingface.co/{repo_id}/commit/0")
             if run_as_future:
@@ -131,3 +129,10 @@ class HubRecorder:
             if hasattr(HfApi, name):
                 monkeypatch.setattr(HfApi, name, no_network)
 
+
+
+def _read(path) -> str | None:
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return f.read()

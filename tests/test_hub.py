@@ -4,9 +4,9 @@ calls of `huggingface_hub.HfApi` are replaced (see `HubRecorder`); everything el
 import os
 
 import pytest
-
 from test_export_fixtures import CLEAN_FILES, HubRecorder, list_files, tiny_tokenizer, write_checkpoint
 from test_training_fixtures import make_args, make_trainer
+
 from neobert_hf.cli.main import main
 from neobert_hf.export import ExportError, export_model, push_to_hub
 

@@ -6,8 +6,8 @@ import os
 
 import pytest
 from huggingface_hub import ModelCard
-
 from test_export_fixtures import DATASET, write_checkpoint
+
 from neobert_hf import NeoBERTForMaskedLM
 from neobert_hf.model_card import ModelCardFacts, collect_facts, render_model_card, template_path
 

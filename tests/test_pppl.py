@@ -8,9 +8,9 @@ import math
 
 import pytest
 import torch
-
 from conftest import tiny_config
 from test_export_fixtures import tiny_tokenizer
+
 from neobert_hf import NeoBERTForMaskedLM
 from neobert_hf.cli.main import main
 from neobert_hf.evaluation import pppl
@@ -87,7 +87,7 @@ def test_windows_cover_every_token_once_where_it_is_most_central():
             starts = window_starts(n, window, stride)
             length = min(window, n)
             assert starts[0] == 0 and starts[-1] + length == n  # the windows span the document
-            assert all(b - a <= stride for a, b in zip(starts, starts[1:]))
+            assert all(b - a <= stride for a, b in itertools.pairwise(starts))
             owner = assign_windows(n, starts, window).tolist()
             assert owner == [best_window_by_brute_force(t, starts, length) for t in range(n)], (n, window, stride)
     with pytest.raises(PPPLError, match="stride"):

@@ -153,60 +153,39 @@ def resolve_model_folder(source: str | os.PathLike) -> str:
     )
 
 
-def load_strict(
-    path: str | os.PathLike,
-    model_class: type,
-    *,
-    drop_unexpected: tuple[str, ...] = (),
-    **kwargs: Any,
-):
-    """`model_class.from_pretrained(path)` that fails on any missing, unexpected or mis-shaped weight.
+def load_strict(path: str | os.PathLike, model_class: type, **kwargs: Any):
+    """`model_class.from_pretrained(path)` that fails on any missing, unexpected or mis-shaped weight, for any
+    `PreTrainedModel` class or Auto class (NeoBERT sources with a change of head go through
+    [`~neobert_hf.integrations.checkpoints.load_pretrained_strict`] instead).
 
     Args:
-        path: a model folder.
-        model_class: a NeoBERT class (or any `PreTrainedModel`).
-        drop_unexpected: first components of checkpoint keys that may be left out on purpose (e.g. `("decoder",)`
-            when loading the base encoder from an MLM checkpoint); they are returned, not raised.
-        kwargs: passed to `from_pretrained` (`dtype`, ...).
+        path: a model folder or Hub id.
+        model_class: the class to load.
+        kwargs: passed to `from_pretrained` (`dtype`, `trust_remote_code`, ...).
 
     Returns:
-        `tuple`: the model (in eval mode) and the sorted list of dropped keys.
+        The model, in eval mode.
 
     Raises:
         [`ExportError`]: naming every missing, unexpected and mismatched key.
     """
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    if drop_unexpected:  # the load report would list the deliberately dropped head as a problem
-        hf_logging.set_verbosity_error()
     try:
         model, info = model_class.from_pretrained(os.fspath(path), output_loading_info=True, **kwargs)
     except RuntimeError as err:  # shape mismatches and state-dict errors
-        raise ExportError(
-            f"The weights in {path} do not load into {model_class.__name__}: {err}. Nothing was written."
-        ) from err
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    missing = sorted(info.get("missing_keys", ()))
-    unexpected = sorted(info.get("unexpected_keys", ()))
-    mismatched = sorted(str(k) for k in info.get("mismatched_keys", ()))
-    dropped = [k for k in unexpected if k.split(".")[0] in drop_unexpected]
-    unexpected = [k for k in unexpected if k not in dropped]
-    if missing or unexpected or mismatched or info.get("error_msgs"):
-        parts = []
-        if missing:
-            parts.append(f"missing keys (they would be randomly initialised): {missing}")
-        if unexpected:
-            parts.append(f"unexpected keys (they would be silently ignored): {unexpected}")
-        if mismatched:
-            parts.append(f"keys with mismatched shapes: {mismatched}")
-        if info.get("error_msgs"):
-            parts.append(f"errors: {info['error_msgs']}")
-        raise ExportError(
-            f"The weights in {path} do not match {model_class.__name__}: " + "; ".join(parts) + ". Nothing was written."
-        )
-    return model.eval(), dropped
+        raise ExportError(f"The weights in {path} do not load into {model_class.__name__}: {err}") from err
+    parts = []
+    for key, what in (
+        ("missing_keys", "missing keys (they would be randomly initialised)"),
+        ("unexpected_keys", "unexpected keys (they would be silently ignored)"),
+        ("mismatched_keys", "keys with mismatched shapes"),
+        ("error_msgs", "errors"),
+    ):
+        values = sorted(str(k) for k in info.get(key) or ())
+        if values:
+            parts.append(f"{what}: {values}")
+    if parts:
+        raise ExportError(f"The weights in {path} do not match {model_class.__name__}: " + "; ".join(parts) + ".")
+    return model.eval()
 
 
 def _stored_keys(folder: str) -> list[str]:
@@ -247,36 +226,21 @@ def _publish(tmp: str, final: str) -> None:
 
 
 def _validate_pooling(pooling: str) -> None:
-    try:
-        from .integrations.sentence_transformers import validate_pooling
-    except ImportError:
-        if pooling not in ("mean", "cls", "max"):
-            raise ExportError(f"Unknown pooling {pooling!r}. Valid pooling modes: mean, cls, max.") from None
-        return
+    from .integrations.sentence_transformers import validate_pooling
+
     try:
         validate_pooling(pooling)
     except ValueError as err:
         raise ExportError(str(err)) from err
 
 
-def _sentence_transformer(folder: str, pooling: str, normalize: bool):
-    try:
-        from .integrations.sentence_transformers import build_sentence_transformer
-    except ImportError:
-        from sentence_transformers import SentenceTransformer
-        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-
-        transformer = Transformer(folder)
-        modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling)]
-        return SentenceTransformer(modules=modules + ([Normalize()] if normalize else []), device="cpu")
-    return build_sentence_transformer(folder, pooling=pooling, normalize=normalize, device="cpu")
-
-
 def _write_sentence_transformers_files(folder: str, pooling: str, normalize: bool) -> None:
     """Add the sentence-transformers module files (`modules.json`, `sentence_bert_config.json`,
     `config_sentence_transformers.json`, `1_Pooling/`, `2_Normalize/`) to a saved model folder, using
     sentence-transformers' own modules and `save`. The transformer weights stay those already in `folder`."""
-    model = _sentence_transformer(folder, pooling, normalize)
+    from .integrations.sentence_transformers import build_sentence_transformer
+
+    model = build_sentence_transformer(folder, pooling=pooling, normalize=normalize, device="cpu")
     with tempfile.TemporaryDirectory(prefix="neobert-st-") as scratch:
         model.save(scratch)
         for name in os.listdir(scratch):
@@ -289,19 +253,14 @@ def _write_sentence_transformers_files(folder: str, pooling: str, normalize: boo
                 shutil.copy2(source, os.path.join(folder, name))
 
 
-def _load_for_export(folder: str, task: str, source_task: str | None, dtype: str):
-    """Strict load of `folder` into the class of `task`: the export's head must come from the checkpoint; only the
-    source's head may be left out, when exporting the bare encoder (`task="base"`)."""
-    model_class = _model_class(task)
-    kwargs = {"dtype": _torch_dtype(dtype)}
+def _load_for_export(folder: str, task: str, dtype: str):
+    """Strict load of `folder` into the class of `task` ([`~neobert_hf.integrations.checkpoints.load_pretrained_strict`]
+    with `task_head="load"`): a head that the export has must come from the checkpoint (never a fresh random one);
+    only the source's own head may be left out, when exporting the bare encoder (`task="base"`)."""
+    from .integrations.checkpoints import CheckpointLoadError, load_pretrained_strict
+
     try:
-        from .integrations.checkpoints import CheckpointLoadError, load_pretrained_strict
-    except ImportError:  # the downstream integrations are not installed with this copy of the package
-        drop = HEAD_MODULES if task == "base" and source_task not in (None, "base") else ()
-        model, _ = load_strict(folder, model_class, drop_unexpected=drop, **kwargs)
-        return model
-    try:
-        model = load_pretrained_strict(folder, model_class, task_head="load", **kwargs)
+        model = load_pretrained_strict(folder, _model_class(task), task_head="load", dtype=_torch_dtype(dtype))
     except CheckpointLoadError as err:
         raise ExportError(f"{err}\nNothing was written.") from err
     return model.eval()
@@ -396,7 +355,7 @@ def export_model(
         task = "base" if sentence_transformers else (source_task or "mlm")
 
     model_class = _model_class(task)
-    model = _load_for_export(folder, task, source_task, dtype)
+    model = _load_for_export(folder, task, dtype)
     dropped = []
     if task == "base" and source_task not in (None, "base"):
         dropped = [k for k in _stored_keys(folder) if k.split(".")[0] in HEAD_MODULES]

@@ -317,8 +317,9 @@ def load_mlm(
 
     `model` is a model folder, a `checkpoints/<step>/` folder, a run's `output_dir` (latest checkpoint) or a Hub id.
     """
-    import neobert_hf  # noqa: F401 - registers NeoBERT with the Auto classes
     from transformers import AutoModelForMaskedLM
+
+    import neobert_hf  # noqa: F401 - registers NeoBERT with the Auto classes
 
     from ..export import ExportError, load_strict, resolve_model_folder
 
@@ -331,9 +332,9 @@ def load_mlm(
     if dtype not in ("float32", "bfloat16", "float16"):
         raise PPPLError(f"Unknown dtype {dtype!r}; expected float32, bfloat16 or float16.")
     try:
-        loaded, _ = load_strict(path, AutoModelForMaskedLM, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code)
+        loaded = load_strict(path, AutoModelForMaskedLM, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code)
     except ExportError as err:
-        raise PPPLError(str(err).replace(" Nothing was written.", "")) from err
+        raise PPPLError(str(err)) from err
     if device is None or device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return loaded.to(device).eval(), path
