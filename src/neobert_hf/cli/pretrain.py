@@ -57,16 +57,27 @@ def parse_args(argv: Sequence[str]):
     return build_argument_parser().parse_args_and_config(list(argv))
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stdout` is at the time of the message (it may be replaced after setup)."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def setup_logging() -> None:
-    """Show this package's progress messages (setup summary, where checkpoints go) on the console."""
-    package_logger = logging.getLogger("neobert_hf")
-    if not any(getattr(h, "_neobert_cli", False) for h in package_logger.handlers):
-        handler = logging.StreamHandler(sys.stdout)
+    """Show the run's progress messages (setup summary, where checkpoints go) on the console."""
+    run_logger = logging.getLogger("neobert_hf.pretrain")
+    if not any(isinstance(h, _StdoutHandler) for h in run_logger.handlers):
+        handler = _StdoutHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._neobert_cli = True  # type: ignore[attr-defined]
-        package_logger.addHandler(handler)
-    package_logger.setLevel(logging.INFO)
-    package_logger.propagate = False
+        run_logger.addHandler(handler)
+    run_logger.setLevel(logging.INFO)
+    run_logger.propagate = False
 
 
 def fail(message: str) -> int:
