@@ -25,7 +25,7 @@ from typing import Any
 
 __all__ = ["CONVENTION", "HELP", "add_parser", "collect_results", "render_markdown", "run", "summarize"]
 
-HELP = "Summarize GLUE runs in a Markdown and JSON table with the GLUE score; names every missing task."
+HELP = "Tabulate GLUE runs and the GLUE score; names missing tasks."
 
 RESULTS_NAME = "glue_results.json"
 ALL_TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
@@ -89,7 +89,9 @@ def _result_files(run_dirs: list[str]) -> tuple[list[str], list[dict[str, str]]]
         if found:
             files.extend(found)
         else:
-            skipped.append({"path": run_dir, "reason": f"no {RESULTS_NAME} in it or in its subfolders (unfinished run?)"})
+            skipped.append(
+                {"path": run_dir, "reason": f"no {RESULTS_NAME} in it or in its subfolders (unfinished run?)"}
+            )
     return files, skipped
 
 
@@ -171,7 +173,9 @@ def _score_line(summary: dict[str, Any]) -> list[str]:
     lines = []
     n = len(summary["expected_tasks"])
     if summary["glue_score"] is not None:
-        lines.append(f"**GLUE score: {summary['glue_score']:.2f}** (mean of {n} tasks: {', '.join(summary['expected_tasks'])})")
+        lines.append(
+            f"**GLUE score: {summary['glue_score']:.2f}** (mean of {n} tasks: {', '.join(summary['expected_tasks'])})"
+        )
     else:
         lines.append(f"**GLUE score: n/a (missing: {', '.join(summary['missing'])})**")
         partial = summary["partial_average"]

@@ -25,10 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "contrastive": ("neobert_hf.cli.contrastive", "Contrastive fine-tuning of NeoBERT with sentence-transformers."),
     "mteb": ("neobert_hf.cli.mteb", "Evaluate a NeoBERT embedding model on MTEB tasks (registry or local files)."),
     "glue": ("neobert_hf.cli.glue", "Fine-tune and evaluate NeoBERT on a GLUE task from a YAML recipe."),
-    "glue-summary": (
-        "neobert_hf.cli.glue_summary",
-        "Summarize GLUE runs in a Markdown and JSON table with the GLUE score; names every missing task.",
-    ),
+    "glue-summary": ("neobert_hf.cli.glue_summary", "Tabulate GLUE runs and the GLUE score; names missing tasks."),
     "export": ("neobert_hf.cli.export", "Export a checkpoint as a clean, self-contained model folder."),
     "push": ("neobert_hf.cli.push", "Push a clean exported model folder to the Hugging Face Hub."),
     "pppl": ("neobert_hf.cli.pppl", "Pseudo-perplexity of a masked LM on long documents (CSV)."),

@@ -40,7 +40,14 @@ __all__ = [
 
 # Written by `neobert-hf glue` in its output folder; names the best checkpoint of the run.
 RUN_RESULTS_NAME = "glue_results.json"
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+# The subset that also applies to reading the config.
+_CONFIG_LOADING_KWARGS = ("cache_dir", "revision", "token", "local_files_only", "force_download", "subfolder")
 HEAD_PREFIX = "classifier."
 # from_pretrained arguments that are not config attributes; every other keyword overrides the checkpoint's config.
 _LOADING_KWARGS = frozenset(
@@ -106,15 +113,18 @@ def resolve_pretrained_path(path: str | os.PathLike, checkpoint: str | int | Non
         if os.path.isfile(os.path.join(path, "config.json")):
             if checkpoint is not None:
                 raise CheckpointLoadError(
-                    f"{path} is a model folder, not a run folder with {CHECKPOINTS_DIR}/<step>/; checkpoint={checkpoint!r} "
-                    "cannot select anything in it. Pass the run folder, or drop the checkpoint selector."
+                    f"{path} is a model folder, not a run folder with {CHECKPOINTS_DIR}/<step>/; "
+                    f"checkpoint={checkpoint!r} cannot select anything in it. Pass the run folder, or drop the "
+                    "checkpoint selector."
                 )
             if os.path.basename(os.path.normpath(path)).startswith(TMP_PREFIX):
-                raise CheckpointLoadError(f"{path} is a temporary folder left by an interrupted save; it is incomplete.")
+                raise CheckpointLoadError(
+                    f"{path} is a temporary folder left by an interrupted save; it is incomplete."
+                )
             if not any(os.path.isfile(os.path.join(path, name)) for name in _WEIGHT_FILES):
                 raise CheckpointLoadError(
-                    f"{path} has a config.json but no weights ({', '.join(_WEIGHT_FILES[:2])}). A LoRA adapter folder? "
-                    "Load the checkpoint folder that holds the merged model instead."
+                    f"{path} has a config.json but no weights ({', '.join(_WEIGHT_FILES[:2])}). A LoRA adapter "
+                    "folder? Load the checkpoint folder that holds the merged model instead."
                 )
             return path
         if os.path.isdir(os.path.join(path, CHECKPOINTS_DIR)):
@@ -122,9 +132,13 @@ def resolve_pretrained_path(path: str | os.PathLike, checkpoint: str | int | Non
             if str(spec).lower() == "best":
                 best = _best_checkpoint(path)
                 if best is None:
-                    raise CheckpointLoadError(f"checkpoint='best' but {path} records no best checkpoint ({RUN_RESULTS_NAME}).")
+                    raise CheckpointLoadError(
+                        f"checkpoint='best' but {path} records no best checkpoint ({RUN_RESULTS_NAME})."
+                    )
                 if not os.path.isdir(best):
-                    raise CheckpointLoadError(f"{path} records {best} as its best checkpoint, but it no longer exists.")
+                    raise CheckpointLoadError(
+                        f"{path} records {best} as its best checkpoint, but it no longer exists."
+                    )
                 return best
             try:
                 return resolve_checkpoint(spec, path)
@@ -138,7 +152,9 @@ def resolve_pretrained_path(path: str | os.PathLike, checkpoint: str | int | Non
     if not _is_hub_id(path):
         raise CheckpointLoadError(f"Model folder {path} does not exist.")
     if checkpoint is not None:
-        raise CheckpointLoadError(f"checkpoint={checkpoint!r} applies to a local run folder, not to the Hub id {path!r}.")
+        raise CheckpointLoadError(
+            f"checkpoint={checkpoint!r} applies to a local run folder, not to the Hub id {path!r}."
+        )
     return path
 
 
@@ -188,7 +204,9 @@ def load_pretrained_strict(
     ```python
     >>> from neobert_hf import NeoBERTForSequenceClassification
     >>> from neobert_hf.integrations.checkpoints import load_pretrained_strict
-    >>> model = load_pretrained_strict("outputs/pretrain", NeoBERTForSequenceClassification, num_labels=3)  # doctest: +SKIP
+    >>> model = load_pretrained_strict(  # doctest: +SKIP
+    ...     "outputs/pretrain", NeoBERTForSequenceClassification, num_labels=3
+    ... )
     ```
     """
     if task_head not in ("auto", "load", "new"):
@@ -196,8 +214,9 @@ def load_pretrained_strict(
     source = resolve_pretrained_path(path, checkpoint)
     local = os.path.isdir(source)
     config_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k not in _LOADING_KWARGS}
+    hub_kwargs = {k: kwargs[k] for k in _CONFIG_LOADING_KWARGS if k in kwargs}
     try:
-        config = model_class.config_class.from_pretrained(source)
+        config = model_class.config_class.from_pretrained(source, **hub_kwargs)
     except OSError as err:
         where = "" if local else " (it is not a local folder, so it was looked up as a Hub id)"
         raise CheckpointLoadError(f"Cannot read the config of {source!r}{where}: {err}") from err
@@ -234,7 +253,9 @@ def load_pretrained_strict(
     head_unexpected = {k for k in unexpected if k.startswith(HEAD_PREFIX)}
     head_mismatched = {k for k in mismatched if k.startswith(HEAD_PREFIX)} if has_head else set()
     other_missing = missing - head_missing
-    other_unexpected = unexpected - head_unexpected - (set() if is_mlm else {k for k in unexpected if k.startswith(MLM_HEAD_PREFIX)})
+    other_unexpected = (
+        unexpected - head_unexpected - (set() if is_mlm else {k for k in unexpected if k.startswith(MLM_HEAD_PREFIX)})
+    )
     other_mismatched = set(mismatched) - head_mismatched
     if not has_head:
         # A fine-tuned head dropped by a class without one (an embedding model, an export of the encoder).
@@ -247,7 +268,9 @@ def load_pretrained_strict(
     if other_mismatched:
         problems.append(
             "keys of another shape: "
-            + ", ".join(f"{k} {mismatched[k][0]} in the checkpoint vs {mismatched[k][1]}" for k in sorted(other_mismatched))
+            + ", ".join(
+                f"{k} {mismatched[k][0]} in the checkpoint vs {mismatched[k][1]}" for k in sorted(other_mismatched)
+            )
         )
     if has_head and task_head != "new":
         if head_unexpected:

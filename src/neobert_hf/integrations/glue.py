@@ -119,7 +119,9 @@ class GlueTask:
 
 
 GLUE_TASKS: dict[str, GlueTask] = {
-    "cola": GlueTask("cola", ("sentence",), ("unacceptable", "acceptable"), ("matthews_correlation",), "matthews_correlation"),
+    "cola": GlueTask(
+        "cola", ("sentence",), ("unacceptable", "acceptable"), ("matthews_correlation",), "matthews_correlation"
+    ),
     "sst2": GlueTask("sst2", ("sentence",), ("negative", "positive"), ("accuracy",), "accuracy"),
     "mrpc": GlueTask("mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"), ("accuracy", "f1"), "f1"),
     "stsb": GlueTask("stsb", ("sentence1", "sentence2"), None, ("pearson", "spearmanr"), "pearson"),
@@ -213,9 +215,7 @@ class GlueTrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "Number of labels; must equal the task's (1 for STS-B, 3 for MNLI, 2 otherwise). Checked."},
     )
-    max_seq_length: int = field(
-        default=128, metadata={"help": "Sentence (pairs) are truncated to this many tokens."}
-    )
+    max_seq_length: int = field(default=128, metadata={"help": "Sentence (pairs) are truncated to this many tokens."})
     pad_to_multiple_of: int | None = field(
         default=8, metadata={"help": "Pad each batch to a multiple of this length (dynamic padding)."}
     )
@@ -258,8 +258,12 @@ class GlueTrainingArguments(TrainingArguments):
     )
     test_mismatched_file: str | None = field(default=None, metadata={"help": "MNLI only: local mismatched test data."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N rows of each eval set."})
-    max_predict_samples: int | None = field(default=None, metadata={"help": "Keep only the first N rows of each test set."})
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Keep only the first N rows of each eval set."}
+    )
+    max_predict_samples: int | None = field(
+        default=None, metadata={"help": "Keep only the first N rows of each test set."}
+    )
     preprocessing_num_workers: int | None = field(
         default=None, metadata={"help": "Processes for tokenization (datasets.map num_proc)."}
     )
@@ -297,7 +301,8 @@ class GlueTrainingArguments(TrainingArguments):
         default="epoch", metadata={"help": "When to evaluate: 'steps' (every eval_steps), 'epoch' or 'no'."}
     )
     save_strategy: SaveStrategy | str = field(
-        default="epoch", metadata={"help": "When to write checkpoints/<step>/; must match eval_strategy for best-model selection."}
+        default="epoch",
+        metadata={"help": "When to write checkpoints/<step>/; must match eval_strategy for best-model selection."},
     )
     load_best_model_at_end: bool = field(
         default=True, metadata={"help": "Reload the best checkpoint (metric_for_best_model) when training ends."}
@@ -324,13 +329,16 @@ class GlueTrainingArguments(TrainingArguments):
         metric = self.metric_for_best_model.removeprefix("eval_")
         if metric not in task.selectable_metrics():
             raise ValueError(
-                f"metric_for_best_model={self.metric_for_best_model!r} is not reported for {task.name}; choose one of: "
-                f"{', '.join(task.selectable_metrics())}."
+                f"metric_for_best_model={self.metric_for_best_model!r} is not reported for {task.name}; choose one "
+                f"of: {', '.join(task.selectable_metrics())}."
             )
         if self.early_stopping_patience:
             if self.early_stopping_patience < 0:
                 raise ValueError(f"early_stopping_patience must be >= 0, got {self.early_stopping_patience}.")
-            if not self.load_best_model_at_end or str(getattr(self.eval_strategy, "value", self.eval_strategy)) == "no":
+            if (
+                not self.load_best_model_at_end
+                or str(getattr(self.eval_strategy, "value", self.eval_strategy)) == "no"
+            ):
                 raise ValueError(
                     "early_stopping_patience needs evaluations and best-model selection: set eval_strategy to 'steps' "
                     "or 'epoch' and load_best_model_at_end=true (or early_stopping_patience to 0)."
@@ -513,8 +521,8 @@ def _checked(dataset, task: GlueTask, where: str, labels: str):
     if isinstance(feature, ClassLabel):
         if feature.num_classes != n:
             raise GlueDataError(
-                f"{where} has {feature.num_classes} label classes {feature.names}, but GLUE task {task.name!r} has {n} "
-                f"({', '.join(task.label_names)}): the label count disagrees with the data."
+                f"{where} has {feature.num_classes} label classes {feature.names}, but GLUE task {task.name!r} has "
+                f"{n} ({', '.join(task.label_names)}): the label count disagrees with the data."
             )
         ids = list(values)
     else:
@@ -537,8 +545,8 @@ def _checked(dataset, task: GlueTask, where: str, labels: str):
                 unknown.add(value)
         if unknown:
             raise GlueDataError(
-                f"{where}: labels {sorted(map(repr, unknown))[:10]} are not labels of GLUE task {task.name!r}; use ids "
-                f"0..{n - 1} or the names {list(task.label_names)}."
+                f"{where}: labels {sorted(map(repr, unknown))[:10]} are not labels of GLUE task {task.name!r}; use "
+                f"ids 0..{n - 1} or the names {list(task.label_names)}."
             )
     bad = sorted({i for i in ids if not 0 <= i < n})
     if bad:
@@ -605,7 +613,9 @@ def apply_lora(model: nn.Module, args: GlueTrainingArguments):
     linear_names = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)})
     unknown = [t for t in args.lora_target_modules if t not in linear_names]
     if unknown:
-        raise ValueError(f"lora_target_modules {unknown} match no Linear layer of the model; its layers are {linear_names}.")
+        raise ValueError(
+            f"lora_target_modules {unknown} match no Linear layer of the model; its layers are {linear_names}."
+        )
     config = LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=args.lora_r,
@@ -767,7 +777,11 @@ def run_glue(setup: GlueSetup) -> dict[str, Any]:
 
     train_output = trainer.train(resume_from_checkpoint=setup.resume_from_checkpoint)
     best_loaded = bool(args.load_best_model_at_end and trainer.state.best_model_checkpoint)
-    if args.should_save and not best_loaded and not os.path.isdir(checkpoint_dir(args.output_dir, trainer.state.global_step)):
+    if (
+        args.should_save
+        and not best_loaded
+        and not os.path.isdir(checkpoint_dir(args.output_dir, trainer.state.global_step))
+    ):
         trainer._save_checkpoint(trainer.model, trial=None)  # the final weights are the result: keep them
 
     eval_metrics = trainer.evaluate()

@@ -161,7 +161,11 @@ class GlueTrainer(Trainer):
         last = {}
         for entry in self.state.log_history:
             for key, value in entry.items():
-                if key.startswith("eval_") and isinstance(value, (int, float)) and not key.endswith(("runtime", "per_second")):
+                if (
+                    key.startswith("eval_")
+                    and isinstance(value, (int, float))
+                    and not key.endswith(("runtime", "per_second"))
+                ):
                     last[key] = (value, entry.get("step"))
         metrics = ""
         if last:

@@ -54,7 +54,7 @@ CONFIG_NAMES = ("cola", "mrpc", "qqp", "stsb", *ACCURACY_TASKS)
 
 
 def _accuracy(predictions, references) -> float:
-    return float(sum(int(p == r) for p, r in zip(predictions, references)) / len(references))
+    return float(sum(int(p == r) for p, r in zip(predictions, references, strict=True)) / len(references))
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
