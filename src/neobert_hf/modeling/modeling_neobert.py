@@ -724,9 +724,10 @@ class NeoBERTForMaskedLM(NeoBERTPreTrainedModel):
         sparse = self.config.sparse_prediction if sparse_prediction is None else sparse_prediction
         if labels is not None and sparse:
             labels = labels.reshape(-1)
-            selected = labels != -100
-            hidden_states = hidden_states.reshape(-1, hidden_states.shape[-1])[selected]  # (n_masked, H)
-            labels = labels[selected]
+            # One data-dependent op (a single graph break under torch.compile) for both selections.
+            selected = torch.nonzero(labels != -100, as_tuple=False).reshape(-1)  # (n_masked,)
+            hidden_states = hidden_states.reshape(-1, hidden_states.shape[-1]).index_select(0, selected)  # (n_masked, H)
+            labels = labels.index_select(0, selected)
         logits = self.decoder(hidden_states)
 
         loss = None
