@@ -1,6 +1,7 @@
 """Every GLUE recipe parses strictly through `neobert-hf glue`'s parser and carries the earlier system's settings; the
 recipes' README table agrees with them. (The mrpc recipe also trains end to end in test_glue_run.py.)"""
 
+import argparse
 import re
 
 import pytest
@@ -8,7 +9,9 @@ import torch
 import yaml
 from test_glue_fixtures import RECIPES
 
-from neobert_hf.cli.glue import parse_args
+from neobert_hf.cli import glue as glue_cli
+from neobert_hf.cli.glue import build_argument_parser, parse_args
+from neobert_hf.cli.glue_summary import add_parser as add_summary_parser
 from neobert_hf.cli.parser import ConfigError
 from neobert_hf.integrations.glue import GLUE_TASKS
 
@@ -48,6 +51,18 @@ def test_command_line_wins_and_unknown_keys_fail(tmp_path):
     bad.write_text(yaml.safe_dump({**yaml.safe_load((RECIPES / "cola.yaml").read_text()), "early_stoping": 3}))
     with pytest.raises(ConfigError, match="early_stoping.*did you mean early_stopping_patience"):
         parse_args(["--config", str(bad)])
+
+
+def test_every_flag_the_docs_mention_exists():
+    """The recipes' README and the command's docstring only name flags that `neobert-hf glue`/`glue-summary` parse."""
+    glue_flags = {s for a in build_argument_parser()._actions for s in a.option_strings}
+    summary = add_summary_parser(argparse.ArgumentParser().add_subparsers())
+    summary_flags = {s for a in summary._actions for s in a.option_strings}
+    for text in ((RECIPES / "README.md").read_text(), glue_cli.__doc__):
+        for line in text.splitlines():
+            known = summary_flags if "glue-summary" in line else glue_flags
+            for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9_-]*)", line):
+                assert flag in known, (flag, line)
 
 
 def test_readme_table_matches_the_recipes():

@@ -142,6 +142,21 @@ def test_early_stopping_and_best_model_selection(env, tmp_path):
     assert complete_checkpoints(tmp_path / "out") == sorted({best_step, results["global_step"]})
 
 
+def test_resume_from_the_latest_checkpoint(env, tmp_path):
+    files = task_files(tmp_path, "cola", n_train=16, n_eval=8)
+    out = tmp_path / "out"
+    first = run_glue(prepare_glue(glue_args(out, "cola", env["pretrained"], files, max_steps=2)))
+    assert first["global_step"] == 2 and complete_checkpoints(out) == [2]
+    resumed = run_glue(
+        prepare_glue(glue_args(out, "cola", env["pretrained"], files, max_steps=4, resume_from_checkpoint="latest"))
+    )
+    assert resumed["global_step"] == 4 and complete_checkpoints(out) == [2, 4]
+    state = json.loads((out / "checkpoints" / "4" / "trainer_state.json").read_text())
+    assert [e["step"] for e in state["log_history"] if "eval_matthews_correlation" in e] == [2, 4]
+    with pytest.raises(ValueError, match="no checkpoint for step 3"):
+        prepare_glue(glue_args(out, "cola", env["pretrained"], files, resume_from_checkpoint="3"))
+
+
 def test_transfer_from_an_mnli_run(env, mnli_run, tmp_path):
     best = mnli_run["dir"] / mnli_run["results"]["best_checkpoint"]
     mnli_model = NeoBERTForSequenceClassification.from_pretrained(best)
