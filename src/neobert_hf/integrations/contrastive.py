@@ -630,11 +630,11 @@ class ContrastiveTrainer(SentenceTransformerTrainer):
             raise ValueError(f"pretraining_prob needs a training DatasetDict with splits {[PAIRS_KEY, SIMCSE_KEY]}.")
 
     def get_multi_dataset_batch_sampler(self, dataset, batch_samplers, generator=None, seed=0):
-        if self.pretraining_prob is not None and len(batch_samplers) == 2 and self.is_in_train_dataset(dataset):
+        if self.pretraining_prob is not None and len(batch_samplers) == 2 and self._is_train_concat(dataset):
             return SimCSEMixBatchSampler(dataset, batch_samplers, self.pretraining_prob, generator=generator, seed=seed)
         return super().get_multi_dataset_batch_sampler(dataset, batch_samplers, generator=generator, seed=seed)
 
-    def is_in_train_dataset(self, concat) -> bool:
+    def _is_train_concat(self, concat) -> bool:
         train = self.train_dataset
         return isinstance(train, dict) and [len(d) for d in concat.datasets] == [len(d) for d in train.values()]
 
@@ -773,12 +773,12 @@ def prepare_contrastive(args: ContrastiveArguments, training_args: ContrastiveTr
         )
     if args.pretraining_prob > 0:
         if args.simcse_dataset is not None:
-            source = load_table(args.simcse_dataset, args.simcse_split)
-            if args.simcse_text_column not in source.column_names:
+            table = load_table(args.simcse_dataset, args.simcse_split)
+            if args.simcse_text_column not in table.column_names:
                 raise ValueError(
-                    f"{args.simcse_dataset} has no column {args.simcse_text_column!r} (columns: {source.column_names})."
+                    f"{args.simcse_dataset} has no column {args.simcse_text_column!r} (columns: {table.column_names})."
                 )
-            texts = source[args.simcse_text_column]
+            texts = table[args.simcse_text_column]
         else:
             texts = list(train["anchor"]) + list(train["positive"])
         from datasets import DatasetDict

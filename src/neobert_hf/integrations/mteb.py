@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MTEBArguments",
     "UnknownTaskError",
+    "check_prompts",
     "evaluate",
     "local_retrieval_task",
     "local_sts_task",
@@ -356,21 +357,28 @@ def default_model_name(model: str) -> str:
     return f"neobert-hf/{name or 'model'}"
 
 
-def _wrap(model, model_name: str, prompts: dict[str, str] | None, local_names: Sequence[str]):
-    from mteb.models import SentenceTransformerEncoderWrapper
+def check_prompts(prompts: dict[str, str] | None, local_names: Sequence[str] = ()) -> None:
+    """Raise unless every prompt key is one mteb resolves: `query`, `document`, a task type, a registry task name, or
+    `<task name or type>-<query|document>` (mteb itself only warns and drops the others)."""
+    if not prompts:
+        return
     from mteb.models.abs_encoder import AbsEncoder
 
-    if prompts:
-        local_keys = [key for key in prompts if key.rsplit("-", 1)[0] in local_names or key in local_names]
-        if local_keys:
-            raise ValueError(
-                f"Prompt keys {local_keys} name local tasks; mteb resolves prompts only by its own task names, task "
-                "types and query/document, so use those keys."
-            )
-        try:
-            AbsEncoder.validate_task_to_prompt_name(prompts, raise_for_invalid_keys=True)
-        except KeyError as error:
-            raise ValueError(f"Invalid prompt keys: {error}") from None
+    local_keys = [key for key in prompts if key in local_names or key.rsplit("-", 1)[0] in local_names]
+    if local_keys:
+        raise ValueError(
+            f"Prompt keys {local_keys} name local tasks; mteb resolves prompts only by its own task names, task types "
+            "and query/document, so use those keys."
+        )
+    try:
+        AbsEncoder.validate_task_to_prompt_name(prompts, raise_for_invalid_keys=True)
+    except KeyError as error:
+        raise ValueError(f"Invalid prompt keys: {error}") from None
+
+
+def _wrap(model, model_name: str, prompts: dict[str, str] | None):
+    from mteb.models import SentenceTransformerEncoderWrapper
+
     wrapper = SentenceTransformerEncoderWrapper(model, model_prompts=prompts)
     wrapper.mteb_model_meta = wrapper.mteb_model_meta.model_copy(update={"name": model_name})
     return wrapper
@@ -388,9 +396,9 @@ def evaluate(args: MTEBArguments, tasks: list[AbsTask] | None = None) -> dict[st
 
     if tasks is None:
         tasks = resolve_tasks(args.tasks, args.task_types, args.local_tasks)
-    local_names = [spec.partition("=")[0] for spec in args.local_tasks or []]
+    check_prompts(args.prompts, [spec.partition("=")[0] for spec in args.local_tasks or []])
     model = load_model(args)
-    wrapper = _wrap(model, args.model_name or default_model_name(args.model), args.prompts, local_names)
+    wrapper = _wrap(model, args.model_name or default_model_name(args.model), args.prompts)
     cache = ResultCache(cache_path=args.output_folder)
     result = mteb.evaluate(
         wrapper,
