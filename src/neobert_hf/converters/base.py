@@ -332,14 +332,16 @@ def plain_tensor(tensor: torch.Tensor) -> torch.Tensor:
     `_tensor`, its training wrappers in `_data`); plain tensors and DTensors are returned as they are."""
     from torch.distributed.tensor import DTensor
 
+    unwrapped = False
     while type(tensor) not in (torch.Tensor, nn.Parameter) and not isinstance(tensor, DTensor):
         inner = getattr(tensor, "_tensor", None)
         if inner is None:
             inner = getattr(tensor, "_data", None)
         if not isinstance(inner, torch.Tensor):
             raise TypeError(f"Cannot save a {type(tensor).__name__} weight as a plain tensor.")
-        tensor = inner
-    return tensor
+        tensor, unwrapped = inner, True
+    # The wrapped tensor may be the original Parameter: save a detached tensor, as state_dict() does.
+    return tensor.detach() if unwrapped else tensor
 
 
 def keep_state_dict_plain(model: nn.Module, names: list[str]) -> None:
