@@ -16,12 +16,12 @@ from test_glue_fixtures import (
     task_files,
     write_rows,
 )
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, EarlyStoppingCallback
 
 from neobert_hf import NeoBERTForMaskedLM, NeoBERTForSequenceClassification
 from neobert_hf.cli.main import main
 from neobert_hf.integrations.checkpoints import CheckpointLoadError, load_pretrained_strict
-from neobert_hf.integrations.glue import prepare_glue, run_glue
+from neobert_hf.integrations.glue import build_trainer, prepare_glue, run_glue
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +140,31 @@ def test_early_stopping_and_best_model_selection(env, tmp_path):
     assert results["eval_metrics"]["eval_loss"] == pytest.approx(best_loss, rel=1e-6)
     # save_total_limit=2 keeps the best and the latest.
     assert complete_checkpoints(tmp_path / "out") == sorted({best_step, results["global_step"]})
+
+
+def test_model_data_and_trainer_options_take_effect(env, tmp_path):
+    files = task_files(tmp_path, "qnli", n_train=12, n_eval=8)
+    other = make_tokenizer(tmp_path / "other_tok")
+    other.save_pretrained(tmp_path / "other_tok")
+    args = glue_args(
+        tmp_path / "out", "qnli", env["pretrained"], files,
+        classifier_dropout=0.3, classifier_init_range=0.5, classifier_pooling="mean", attn_implementation="eager",
+        max_train_samples=5, max_eval_samples=3, tokenizer_name=other.name_or_path, pad_to_multiple_of=16,
+        early_stopping_patience=3, early_stopping_threshold=0.01, max_seq_length=12,
+    )  # fmt: skip
+    setup = prepare_glue(args)
+    config, head = setup.model.config, setup.model.classifier
+    assert config.classifier_dropout == 0.3 and head.dropout.p == 0.3
+    assert config.classifier_pooling == "mean" and config._attn_implementation == "eager"
+    assert 0.4 < head.dense.weight.std().item() < 0.6  # normal(0, classifier_init_range)
+    assert len(setup.train_dataset) == 5 and len(setup.eval_datasets["validation"]) == 3
+    assert max(len(ids) for ids in setup.train_dataset["input_ids"]) <= 12
+    assert setup.tokenizer.name_or_path == other.name_or_path
+    trainer = build_trainer(setup)
+    batch = trainer.data_collator([setup.train_dataset[i] for i in range(3)])
+    assert batch["input_ids"].shape[1] % 16 == 0 and "labels" in batch
+    (stopper,) = [c for c in trainer.callback_handler.callbacks if isinstance(c, EarlyStoppingCallback)]
+    assert (stopper.early_stopping_patience, stopper.early_stopping_threshold) == (3, 0.01)
 
 
 def test_resume_from_the_latest_checkpoint(env, tmp_path):

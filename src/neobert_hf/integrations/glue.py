@@ -7,8 +7,8 @@
   before the output folder exists.
 - [`GlueTrainer`]: `Trainer` writing the `<output_dir>/checkpoints/<step>/` tree of pretraining (SPEC 3), with
   best-model selection on the task's official metric and LoRA checkpoints that stay loadable as full models.
-- [`run_glue`]: train, select the best checkpoint, evaluate (MNLI on matched and mismatched), predict the test sets,
-  and write `glue_results.json`, which `neobert-hf glue-summary` reads.
+- [`build_trainer`], [`run_glue`]: train, select the best checkpoint, evaluate (MNLI on matched and mismatched),
+  predict the test sets, and write `glue_results.json`, which `neobert-hf glue-summary` reads.
 
 Metrics come from the `glue` metric module shipped in `neobert_hf/integrations/glue_metrics/` and loaded through
 `evaluate` by path, so they work offline.
@@ -52,11 +52,15 @@ __all__ = [
     "GlueTrainingArguments",
     "RUN_ARGS_NAME",
     "RUN_RESULTS_NAME",
+    "apply_lora",
+    "build_compute_metrics",
+    "build_trainer",
     "get_glue_task",
     "load_glue_data",
     "prepare_glue",
     "run_glue",
     "task_score",
+    "tokenize_glue",
 ]
 
 RUN_ARGS_NAME = "run_args.json"
@@ -746,6 +750,29 @@ def _write_json(path: str, payload: dict) -> None:
     os.replace(tmp, path)
 
 
+def build_trainer(setup: GlueSetup) -> GlueTrainer:
+    """The [`GlueTrainer`] of a prepared run: dynamic padding to `pad_to_multiple_of`, the task's metrics, early
+    stopping when `early_stopping_patience` is set, and one evaluation set (or MNLI's two). Creates the output folder
+    (the Trainer does)."""
+    args = setup.args
+    single = len(setup.eval_datasets) == 1
+    eval_dataset = next(iter(setup.eval_datasets.values())) if single else setup.eval_datasets
+    callbacks = []
+    if args.early_stopping_patience:
+        callbacks.append(GlueEarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
+    return GlueTrainer(
+        model=setup.model,
+        args=args,
+        train_dataset=setup.train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=setup.tokenizer,
+        data_collator=DataCollatorWithPadding(setup.tokenizer, pad_to_multiple_of=args.pad_to_multiple_of),
+        compute_metrics=build_compute_metrics(setup.task),
+        callbacks=callbacks,
+        source=setup.source,
+    )
+
+
 def run_glue(setup: GlueSetup) -> dict[str, Any]:
     """Fine-tunes, keeps the best checkpoint, evaluates it on every validation set, predicts the test sets, and
     writes `<output_dir>/glue_results.json` (and `run_args.json`, `predictions_<set>.tsv`).
@@ -755,22 +782,7 @@ def run_glue(setup: GlueSetup) -> dict[str, Any]:
         `task_score`, `best_checkpoint` (relative to the output folder), `eval_metrics`, `test_metrics`, ...
     """
     args, task = setup.args, setup.task
-    single = len(setup.eval_datasets) == 1
-    eval_dataset = next(iter(setup.eval_datasets.values())) if single else setup.eval_datasets
-    callbacks = []
-    if args.early_stopping_patience:
-        callbacks.append(GlueEarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
-    trainer = GlueTrainer(
-        model=setup.model,
-        args=args,
-        train_dataset=setup.train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=setup.tokenizer,
-        data_collator=DataCollatorWithPadding(setup.tokenizer, pad_to_multiple_of=args.pad_to_multiple_of),
-        compute_metrics=build_compute_metrics(task),
-        callbacks=callbacks,
-        source=setup.source,
-    )
+    trainer = build_trainer(setup)
     if args.should_save:
         os.makedirs(args.output_dir, exist_ok=True)
         _write_json(os.path.join(args.output_dir, RUN_ARGS_NAME), json.loads(args.to_json_string()))
