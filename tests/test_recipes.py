@@ -24,6 +24,7 @@ FAST = [
     "--train_split", "train[:300]", "--eval_split", "validation[:40]", "--max_seq_length", "64",
     "--tokens_per_batch", "256", "--max_steps", "3", "--warmup_steps", "1", "--logging_steps", "1",
     "--eval_steps", "2", "--eval_max_batches", "2", "--save_steps", "2", "--report_to", "none", "--disable_tqdm", "true",
+    "--preprocessing_num_workers", "1",
 ]  # fmt: skip
 
 
@@ -149,3 +150,20 @@ def test_tiny_recipe_trains(recipe, tmp_path, capsys):
 
     model = AutoModelForMaskedLM.from_pretrained(final)
     assert type(model).__name__ == "NeoBERTForMaskedLM"
+
+
+def test_readme_maps_every_earlier_key_to_an_existing_flag():
+    """The table of recipes/README.md that tells users of the earlier system where each of its keys went."""
+    from neobert_hf.cli.pretrain import build_argument_parser
+
+    parser = build_argument_parser()
+    fields = set(parser.field_names())
+    values = {str(c) for action in parser._actions for c in (action.choices or [])}
+    values |= {"save_to_disk", "latest", "grad_norm", "cu_seq_lens"}  # prose, not flags
+    table = (RECIPES / "README.md").read_text().split("## Where the earlier system's keys went")[1]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert len(rows) > 30
+    for row in rows:
+        here = row.split("|")[2]
+        for token in re.findall(r"`([a-z_0-9]+)`", here):
+            assert token in fields or token in values, f"{token!r} in: {row}"
