@@ -24,6 +24,7 @@ from neobert_hf.integrations.mteb import (  # noqa: E402
     MTEBArguments,
     UnknownTaskError,
     default_model_name,
+    evaluate,
     load_model,
     resolve_tasks,
     summarize_results,
@@ -118,6 +119,23 @@ def test_cli_evaluates_local_tasks_end_to_end(evaluated, checkpoint):
     sts = read_sts_jsonl(DATA / "sts.jsonl")
     metrics = EmbeddingSimilarityEvaluator(sts.sentences1, sts.sentences2, sts.scores, name="sts")(model)
     assert metrics["sts_spearman_cosine"] == pytest.approx(summary["tasks"]["tiny-sts"]["score"], abs=1e-5)
+
+
+def test_batch_size_and_prompts_reach_the_encoder(evaluated, checkpoint, tmp_path):
+    completed, out = evaluated
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    (settings,) = (out / "results").glob("*/*/run_settings.jsonl")
+    recorded = [json.loads(line) for line in settings.read_text().splitlines() if line.strip()]
+    assert recorded and all(entry["encode_kwargs"]["batch_size"] == 5 for entry in recorded)
+
+    sts = [f"tiny-sts={DATA / 'sts.jsonl'}"]
+    plain = evaluate(MTEBArguments(model=checkpoint, local_tasks=sts, output_folder=str(tmp_path / "plain")))
+    prompted = evaluate(
+        MTEBArguments(model=checkpoint, local_tasks=sts, output_folder=str(tmp_path / "prompted"),
+                      prompts='{"STS": "a prompt that changes every embedding: "}')
+    )
+    assert plain["complete"] and prompted["complete"]
+    assert prompted["tasks"]["tiny-sts"]["score"] != plain["tasks"]["tiny-sts"]["score"]
 
 
 def test_rerun_only_fills_missing_tasks(evaluated, checkpoint, tmp_path):

@@ -244,3 +244,15 @@ def test_saved_model_loads_in_a_fresh_process_and_encodes_identically(checkpoint
     assert result["modules"] == ["Transformer", "Pooling", "Normalize"]
     assert result["pooling"] == "cls"
     assert result["max_seq_length"] == 16
+
+
+def test_rebuilding_a_saved_model_with_another_pooling_says_so(checkpoint, tmp_path, caplog):
+    from neobert_hf.integrations.sentence_transformers import saved_pooling
+
+    saved = tmp_path / "st"
+    build_sentence_transformer(checkpoint, pooling="max", device="cpu").save(str(saved))
+    assert saved_pooling(str(saved)) == "max" and saved_pooling(checkpoint) is None
+    with caplog.at_level("WARNING", logger="neobert_hf.integrations.sentence_transformers"):
+        model = build_sentence_transformer(str(saved), pooling="cls", device="cpu")
+    assert model[1].pooling_mode == "cls"
+    assert "was saved with pooling 'max'; building the model with pooling 'cls'" in caplog.text

@@ -308,8 +308,17 @@ class MTEBArguments:
             raise ValueError(f"prompts must map names to prompt strings, got {self.prompts!r}.")
 
 
-def _is_sentence_transformers_folder(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, "modules.json"))
+def _is_sentence_transformers_model(path: str) -> bool:
+    """Whether `path` (a folder or a Hub id) is a saved sentence-transformers model (it has a `modules.json`)."""
+    if os.path.isdir(path):
+        return os.path.isfile(os.path.join(path, "modules.json"))
+    try:
+        from huggingface_hub import hf_hub_download
+
+        hf_hub_download(path, "modules.json")
+    except Exception:  # noqa: BLE001 - not on the Hub, not cached offline, or no modules.json: not an ST model
+        return False
+    return True
 
 
 def load_model(args: MTEBArguments):
@@ -318,7 +327,7 @@ def load_model(args: MTEBArguments):
     [`~neobert_hf.integrations.sentence_transformers.build_sentence_transformer`] (strict loading)."""
     from .sentence_transformers import build_sentence_transformer
 
-    if _is_sentence_transformers_folder(args.model):
+    if _is_sentence_transformers_model(args.model):
         if args.pooling is not None or args.normalize is not None or args.tokenizer_name_or_path is not None:
             raise ValueError(
                 f"{args.model} is a saved sentence-transformers model with its own pooling, normalisation and "

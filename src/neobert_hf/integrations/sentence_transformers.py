@@ -20,6 +20,8 @@ With `neobert_hf` imported the NeoBERT classes are registered and `trust_remote_
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -39,6 +41,8 @@ __all__ = [
     "load_encoder",
     "validate_pooling",
 ]
+
+logger = logging.getLogger(__name__)
 
 PoolingMode = Literal["mean", "cls", "max"]
 POOLING_MODES: tuple[str, ...] = get_args(PoolingMode)
@@ -91,6 +95,22 @@ def load_encoder(
             raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
         from_pretrained_kwargs["dropout"] = dropout
     return load_pretrained_strict(os.fspath(model_name_or_path), NeoBERTModel, **from_pretrained_kwargs)
+
+
+def saved_pooling(path: str) -> str | None:
+    """The pooling mode of a saved sentence-transformers folder (`None` for a plain model folder)."""
+    modules_file = os.path.join(path, "modules.json")
+    if not os.path.isfile(modules_file):
+        return None
+    with open(modules_file, encoding="utf-8") as handle:
+        modules = json.load(handle)
+    for module in modules:
+        config_file = os.path.join(path, module.get("path", ""), "config.json")
+        if module.get("type", "").endswith(".Pooling") and os.path.isfile(config_file):
+            with open(config_file, encoding="utf-8") as handle:
+                mode = json.load(handle).get("pooling_mode")
+            return mode if isinstance(mode, str) else None
+    return None
 
 
 def _has_tokenizer(path: str) -> bool:
@@ -174,6 +194,9 @@ def build_sentence_transformer(
             f"{path} has no tokenizer files (tokenizer.json / tokenizer_config.json / vocab.txt); pass "
             "tokenizer_name_or_path."
         )
+    previous = saved_pooling(path) if os.path.isdir(path) else None
+    if previous is not None and previous != pooling:
+        logger.warning(f"{path} was saved with pooling {previous!r}; building the model with pooling {pooling!r}.")
     limit = encoder.config.max_position_embeddings
     if max_seq_length is not None and not 0 < max_seq_length <= limit:
         raise ValueError(f"max_seq_length must be in [1, {limit}] (max_position_embeddings), got {max_seq_length}.")
