@@ -69,3 +69,18 @@ def test_unknown_and_abbreviated_flags(tmp_path, parser):
         parser.parse_args_and_config(["--output_dir", str(tmp_path), "--warmup_step", "3"])
     with pytest.raises(ConfigError, match="does not exist"):
         parser.parse_args_and_config(["--config", str(tmp_path / "missing.yaml")])
+
+
+@dataclasses.dataclass
+class Required:
+    model: str = dataclasses.field(metadata={"help": "required, may come from the recipe"})
+
+
+def test_required_field_from_recipe(tmp_path):
+    parser = NeoBERTArgumentParser((Required,))
+    (required,) = parser.parse_args_and_config(["--config", write(tmp_path, "model: from-yaml\n")])
+    assert required.model == "from-yaml"
+    (required,) = parser.parse_args_and_config(["--config", write(tmp_path, "model: from-yaml\n"), "--model", "cli"])
+    assert required.model == "cli"
+    with pytest.raises(ConfigError, match="required"):
+        parser.parse_args_and_config([])

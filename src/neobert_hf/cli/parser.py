@@ -7,6 +7,7 @@ there overrides the recipe. Precedence: command line > YAML > dataclass defaults
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import json
@@ -116,7 +117,10 @@ class NeoBERTArgumentParser(HfArgumentParser):
         import sys
 
         args = list(sys.argv[1:] if args is None else args)
-        config_probe, _ = super().parse_known_args(args)  # only to find --config; every value is re-parsed below
+        # Find --config alone: the full parser would already demand required fields that the recipe may provide.
+        probe = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+        probe.add_argument("--config", type=str, default=None)
+        config_probe, _ = probe.parse_known_args(args)
         yaml_argv, nulls = ([], {})
         if config_probe.config:
             yaml_argv, nulls = self.yaml_to_argv(config_probe.config)
