@@ -1,10 +1,12 @@
 """Model cards for NeoBERT folders, rendered from the template shipped in `neobert_hf/model_cards/`.
 
-The facts come from the folder itself, never from memory of the run: `config.json` (architecture), the safetensors
-header (parameter count), `trainer_state.json` (steps, tokens seen, logged metrics) and, when present, a JSON record
-of the run's arguments (`run_args.json` or `training_args.json`, in the folder or in the run's output folder two
-levels up from `checkpoints/<step>/`), which names the data. Anything not recorded is said to be unknown rather
-than guessed.
+The facts come from the folder itself, never from memory of the run: `config.json` (architecture, labels), the
+safetensors header (parameter count), `trainer_state.json` (steps, tokens seen, logged metrics), a LoRA adapter
+folder when there is one and, when present, a JSON record of the run's arguments (`run_args.json` or
+`training_args.json`, in the folder or in the run's output folder two levels up from `checkpoints/<step>/`), which
+names the data. A Trainer writing a checkpoint passes its state and arguments directly (the state file is written
+last). Anything not recorded is said to be unknown rather than guessed. This is the only card renderer: exports,
+pretraining, contrastive and GLUE checkpoints all use it.
 
 Example:
 
@@ -103,13 +105,27 @@ TASKS: dict[str, TaskInfo] = {
 
 ARCHITECTURE_TO_TASK = {info.class_name: task for task, info in TASKS.items()}
 
-# (trainer_state log key, name shown in the card); the last logged value of each is reported.
+# (trainer_state log key, name shown in the card), shown first and in this order; the last logged value of each
+# metric is reported. Any other numeric `eval_*` key (a fine-tuning task's accuracy, F1, ...) follows, sorted, with
+# the train loss last.
 _METRICS = (
     ("eval_loss", "eval loss"),
     ("eval_perplexity", "eval perplexity"),
     ("eval_mlm_accuracy", "eval MLM accuracy"),
-    ("loss", "train loss"),
 )
+_TRAIN_LOSS = ("loss", "train loss")
+# Logged `eval_*` keys that are timings or counters, not metrics.
+_NOT_METRICS = ("runtime", "_time", "per_second", "epoch", "step", "steps")
+
+
+def _metric_label(key: str) -> str | None:
+    """The name a logged key is shown under, or `None` when it is not a metric of the card."""
+    known = dict((*_METRICS, _TRAIN_LOSS))
+    if key in known:
+        return known[key]
+    if key.startswith("eval_") and not key.endswith(_NOT_METRICS):
+        return "eval " + key[len("eval_") :].replace("_", " ")
+    return None
 
 _LICENSE_TEXT = {
     "apache-2.0": "Apache License 2.0.",
@@ -131,11 +147,14 @@ class ModelCardFacts:
         dataset: the training data (a Hub id, a local path or files).
         global_step, max_steps, epoch, tokens_seen, train_batch_size: from `trainer_state.json`.
         hyperparameters: selected training arguments shown in the card (learning rate, schedule, ...).
-        metrics: `{log key: (value, step)}`, the last logged value of each metric of `_METRICS`.
+        metrics: `{log key: (value, step)}`, the last logged value of each metric (`loss` and `eval_*` keys).
         base_model: the model this one was trained from (a Hub id), if any.
         license: licence identifier for the Hub metadata (`apache-2.0` by default).
         language: language code(s) for the Hub metadata.
         sentence_transformers: `{"pooling": ..., "normalize": ...}` when the folder is a SentenceTransformer.
+        finetuned_on: what the model was fine-tuned on (e.g. `"GLUE MRPC"`; defaults to the config's
+            `finetuning_task`).
+        adapter: the subfolder holding the LoRA adapter that is merged into these weights, if any.
         checkpoint: the folder is a training checkpoint (it also holds optimizer and trainer state).
         tags: extra Hub tags.
     """
@@ -157,6 +176,8 @@ class ModelCardFacts:
     license: str | None = "apache-2.0"
     language: str | list[str] | None = None
     sentence_transformers: dict[str, Any] | None = None
+    finetuned_on: str | None = None
+    adapter: str | None = None
     checkpoint: bool = False
     tags: list[str] = field(default_factory=list)
 
@@ -235,13 +256,28 @@ def _run_args(folder: str) -> dict[str, Any]:
 
 
 def _dataset_from_args(args: dict[str, Any]) -> str | None:
-    name = args.get("dataset_name") or args.get("dataset")
-    if name:
-        config = args.get("dataset_config_name")
-        return f"{name} ({config})" if config else str(name)
+    # Local files replace a Hub dataset (GLUE's dataset_name has a default even when files are given).
     files = args.get("data_files") or args.get("train_file")
     if files:
         return ", ".join(map(str, files)) if isinstance(files, (list, tuple)) else str(files)
+    name = args.get("dataset_name") or args.get("dataset")
+    if name:
+        config = args.get("dataset_config_name") or args.get("task_name")
+        return f"{name} ({config})" if config else str(name)
+    return None
+
+
+def _hub_dataset(dataset: str | None) -> str | None:
+    """The Hub id of a dataset fact (`"nyu-mll/glue (mrpc)"` -> `"nyu-mll/glue"`), or `None` for local data."""
+    name = dataset.split(" (")[0] if dataset else None
+    return name if _looks_like_hub_id(name) else None
+
+
+def _adapter_dir(folder: str) -> str | None:
+    """The subfolder of `folder` that holds a PEFT adapter (`adapter_config.json`), if any."""
+    for name in sorted(os.listdir(folder)):
+        if os.path.isfile(os.path.join(folder, name, "adapter_config.json")):
+            return name
     return None
 
 
@@ -263,12 +299,24 @@ _HYPERPARAMETERS = (
 )
 
 
-def collect_facts(folder: str | os.PathLike, **overrides: Any) -> ModelCardFacts:
+def collect_facts(
+    folder: str | os.PathLike,
+    *,
+    trainer_state: dict[str, Any] | None = None,
+    run_args: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> ModelCardFacts:
     """Read the facts of a model or checkpoint folder.
 
     Args:
         folder (`str` or `os.PathLike`):
-            A `checkpoints/<step>/` folder or an exported model folder (it must hold `config.json`).
+            A `checkpoints/<step>/` folder (or the `.tmp-*` folder a Trainer is writing it in) or an exported model
+            folder (it must hold `config.json`).
+        trainer_state (`dict`, *optional*):
+            The Trainer state (`dataclasses.asdict(trainer.state)`), used instead of `trainer_state.json`; a folder
+            with a trainer state is a checkpoint.
+        run_args (`dict`, *optional*):
+            The run's arguments (`training_args.to_dict()`); they come before the JSON records found on disk.
         overrides:
             Fields of [`ModelCardFacts`] that replace what was read (`model_name`, `model_id`, `dataset`,
             `license`, `base_model`, `task`, `num_parameters`, `sentence_transformers`, ...).
@@ -287,17 +335,20 @@ def collect_facts(folder: str | os.PathLike, **overrides: Any) -> ModelCardFacts
     if config is None:
         raise FileNotFoundError(f"{folder} has no config.json: it is not a model folder.")
     facts: dict[str, Any] = {"config": config}
+    state = trainer_state if trainer_state is not None else _read_json(os.path.join(folder, "trainer_state.json"))
     name = os.path.basename(os.path.normpath(os.path.abspath(folder)))
     parent = os.path.dirname(os.path.abspath(folder))
     if os.path.basename(parent) == "checkpoints":  # out/checkpoints/1000 -> "out (step 1000)"
-        name = f"{os.path.basename(os.path.dirname(parent))} (step {name})"
+        step = state.get("global_step") if state is not None and state.get("global_step") is not None else name
+        name = f"{os.path.basename(os.path.dirname(parent))} (step {step})"
     facts["model_name"] = name
     architectures = config.get("architectures") or []
     if architectures and architectures[0] in ARCHITECTURE_TO_TASK:
         facts["task"] = ARCHITECTURE_TO_TASK[architectures[0]]
     facts["num_parameters"] = count_parameters(folder)
+    facts["finetuned_on"] = config.get("finetuning_task") or None
+    facts["adapter"] = _adapter_dir(folder)
 
-    state = _read_json(os.path.join(folder, "trainer_state.json"))
     if state is not None:
         facts["global_step"] = state.get("global_step")
         facts["max_steps"] = state.get("max_steps")
@@ -306,22 +357,26 @@ def collect_facts(folder: str | os.PathLike, **overrides: Any) -> ModelCardFacts
         facts["train_batch_size"] = state.get("train_batch_size")
         metrics = {}
         for entry in state.get("log_history", []):
-            for key, _ in _METRICS:
-                if isinstance(entry.get(key), (int, float)):
-                    metrics[key] = (float(entry[key]), entry.get("step"))
+            for key, value in entry.items():
+                if _metric_label(key) and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    metrics[key] = (float(value), entry.get("step"))
         facts["metrics"] = metrics
-    facts["checkpoint"] = any(
+    facts["checkpoint"] = trainer_state is not None or any(
         os.path.exists(os.path.join(folder, n)) for n in ("optimizer.pt", "scheduler.pt", "trainer_state.json")
     )
 
-    args = _run_args(folder)
+    args = dict(run_args or {})
+    for key, value in _run_args(folder).items():
+        args.setdefault(key, value)
     facts["dataset"] = _dataset_from_args(args)
-    base = args.get("base_model") or args.get("model_name_or_path")
-    if _looks_like_hub_id(base):
-        facts["base_model"] = base
     facts["hyperparameters"] = {
         label: args[key] for key, label in _HYPERPARAMETERS if args.get(key) not in (None, "", [])
     }
+    base = args.get("base_model") or args.get("model_name_or_path")
+    if _looks_like_hub_id(base):
+        facts["base_model"] = base
+    elif base:  # a local folder: shown, but not Hub metadata
+        facts["hyperparameters"]["initialised from"] = str(base)
     facts.update(overrides)
     return ModelCardFacts(**facts)
 
@@ -378,6 +433,12 @@ def _architecture_rows(facts: ModelCardFacts) -> dict[str, str]:
     dtype = config.get("dtype") or config.get("torch_dtype")
     if dtype:
         rows["weights dtype"] = str(dtype)
+    if facts.task in ("sequence-classification", "token-classification"):
+        if config.get("problem_type") == "regression":
+            rows["output"] = "one score (regression)"
+        elif config.get("id2label"):
+            labels = sorted(config["id2label"].items(), key=lambda item: int(item[0]))
+            rows["labels"] = ", ".join(f"{i} = {name}" for i, name in labels)
     if facts.sentence_transformers:
         st = facts.sentence_transformers
         rows["sentence embedding"] = f"{st.get('pooling', 'mean')} pooling" + (
@@ -402,8 +463,8 @@ def _training_rows(facts: ModelCardFacts) -> dict[str, str]:
         rows["tokens seen"] = _human_count(facts.tokens_seen)
     elif facts.global_step is not None:
         rows["tokens seen"] = "not recorded (train with include_num_input_tokens_seen to count them)"
-    if facts.train_batch_size:
-        rows["batch size per device"] = str(facts.train_batch_size)
+    if facts.train_batch_size and "batch per device" not in facts.hyperparameters:
+        rows["batch per device"] = str(facts.train_batch_size)
     for label, value in facts.hyperparameters.items():
         rows[label] = _format_number(value)
     if facts.base_model:
@@ -412,11 +473,15 @@ def _training_rows(facts: ModelCardFacts) -> dict[str, str]:
 
 
 def _metric_rows(facts: ModelCardFacts) -> list[dict[str, str]]:
+    known = [key for key, _ in _METRICS]
+    others = sorted(key for key in facts.metrics if key not in known and key != _TRAIN_LOSS[0])
     rows = []
-    for key, label in _METRICS:
-        if key in facts.metrics:
+    for key in [*known, *others, _TRAIN_LOSS[0]]:
+        if key in facts.metrics and _metric_label(key):
             value, step = facts.metrics[key]
-            rows.append({"name": label, "value": f"{value:.4f}", "step": "" if step is None else str(step)})
+            rows.append(
+                {"name": _metric_label(key), "value": f"{value:.4f}", "step": "" if step is None else str(step)}
+            )
     return rows
 
 
@@ -432,7 +497,7 @@ def _card_data(facts: ModelCardFacts):
     for tag in facts.tags:
         if tag not in tags:
             tags.append(tag)
-    datasets = [facts.dataset] if facts.dataset and _looks_like_hub_id(facts.dataset) else None
+    datasets = [_hub_dataset(facts.dataset)] if _hub_dataset(facts.dataset) else None
     return ModelCardData(
         library_name="transformers",
         pipeline_tag=pipeline_tag,
@@ -490,15 +555,23 @@ def render_model_card(
         summary = "A NeoBERT encoder pretrained with masked language modelling"
     else:
         summary = f"A NeoBERT encoder ({info.class_name})"
+    if facts.finetuned_on:
+        summary += f" fine-tuned on {facts.finetuned_on}"
     summary += (
         f" ([NeoBERT: A Next-Generation BERT]({NEOBERT_PAPER})), trained with `neobert-hf`, a HuggingFace-native "
         "implementation of NeoBERT."
     )
+    if facts.adapter:
+        summary += (
+            f" The LoRA adapter it was trained with is merged into these weights; the adapter alone is in "
+            f"`{facts.adapter}/`."
+        )
     checkpoint_note = None
     if facts.checkpoint:
+        step = f" of step **{facts.global_step}**" if facts.global_step is not None else ""
         checkpoint_note = (
-            "This folder is a training checkpoint: besides the model it holds the optimizer, scheduler, RNG and "
-            "trainer state needed to resume. Share the clean folder written by `neobert-hf export` instead."
+            f"This folder is the training checkpoint{step}: besides the model it holds the optimizer, scheduler, "
+            "RNG and trainer state needed to resume. Share the clean folder written by `neobert-hf export` instead."
         )
     license_text = _LICENSE_TEXT.get(str(facts.license).lower(), str(facts.license)) if facts.license else (
         "No licence was given for these weights."

@@ -769,7 +769,6 @@ def build_trainer(setup: GlueSetup) -> GlueTrainer:
         data_collator=DataCollatorWithPadding(setup.tokenizer, pad_to_multiple_of=args.pad_to_multiple_of),
         compute_metrics=build_compute_metrics(setup.task),
         callbacks=callbacks,
-        source=setup.source,
     )
 
 

@@ -15,7 +15,14 @@ from transformers import EarlyStoppingCallback, Trainer
 from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import SaveStrategy
 
-from ..training.checkpointing import MODEL_CARD_NAME, TRAINER_STATE_NAME, checkpoint_dir, new_tmp_dir, publish, rotate
+from ..training.checkpointing import (
+    TRAINER_STATE_NAME,
+    checkpoint_dir,
+    new_tmp_dir,
+    publish,
+    rotate,
+    write_checkpoint_card,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -46,35 +53,6 @@ class GlueEarlyStoppingCallback(EarlyStoppingCallback):
         super().on_evaluate(args, state, control, metrics, **kwargs)
 
 
-GLUE_CARD = """---
-library_name: transformers
-pipeline_tag: {pipeline_tag}
-tags:
-- neobert
-- glue
-- {task}
-- neobert-hf
----
-
-# NeoBERT fine-tuned on GLUE {task_upper} (step {step})
-
-A NeoBERT encoder (arXiv 2502.19587) fine-tuned on GLUE {task_upper} by `neobert-hf glue`, starting from
-`{source}`{lora}. This folder is checkpoint step **{step}** of the run in `{output_dir}`.
-
-## Use
-
-```python
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-tokenizer = AutoTokenizer.from_pretrained("{path}")
-model = AutoModelForSequenceClassification.from_pretrained("{path}", trust_remote_code=True)
-```
-
-Labels: {labels}.
-{metrics}
-"""
-
-
 class GlueTrainer(Trainer):
     """[`~transformers.Trainer`] writing the `<output_dir>/checkpoints/<step>/` tree.
 
@@ -82,10 +60,6 @@ class GlueTrainer(Trainer):
     `save_total_limit` never deletes the best checkpoint. With LoRA the folder holds the merged model (so it loads
     with `from_pretrained` like any other) and the adapter under `adapter/`, which best-model loading and resume use.
     """
-
-    def __init__(self, *args, source: str | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.source = source
 
     def _save_checkpoint(self, model: nn.Module, trial) -> None:
         if self.hp_search_backend is None and trial is None:
@@ -126,8 +100,10 @@ class GlueTrainer(Trainer):
             self._save_rng_state(tmp_dir)
 
         if self.args.should_save:
-            with open(os.path.join(tmp_dir, MODEL_CARD_NAME), "w", encoding="utf-8") as f:
-                f.write(self._model_card(final_dir))
+            task = getattr(self.accelerator.unwrap_model(self.model).config, "finetuning_task", None)
+            write_checkpoint_card(
+                tmp_dir, final_dir, self.state, self.args, finetuned_on=f"GLUE {task.upper()}" if task else None
+            )
             for cb in [c for c in self.callback_handler.callbacks + [self.control] if isinstance(c, ExportableState)]:
                 name, cb_state = cb.__class__.__name__, cb.state()
                 if isinstance(self.state.stateful_callbacks.get(name), list):
@@ -148,44 +124,6 @@ class GlueTrainer(Trainer):
             for path in rotate(run_dir, limit, keep=[self.state.best_model_checkpoint]):
                 logger.info(f"Deleted {path} (save_total_limit={self.args.save_total_limit} or interrupted save)")
         self.accelerator.wait_for_everyone()
-
-    def _model_card(self, path: str) -> str:
-        config = self.accelerator.unwrap_model(self.model).config
-        task = getattr(config, "finetuning_task", None) or "?"
-        labels = getattr(config, "id2label", None) or {}
-        label_text = (
-            "a similarity score (regression)"
-            if getattr(config, "problem_type", None) == "regression"
-            else ", ".join(f"{i} = {name}" for i, name in sorted(labels.items()))
-        )
-        last = {}
-        for entry in self.state.log_history:
-            for key, value in entry.items():
-                if (
-                    key.startswith("eval_")
-                    and isinstance(value, (int, float))
-                    and not key.endswith(("runtime", "per_second"))
-                ):
-                    last[key] = (value, entry.get("step"))
-        metrics = ""
-        if last:
-            metrics = "\n## Latest evaluation\n\n| metric | value | step |\n| --- | --- | --- |\n" + "\n".join(
-                f"| {k} | {v:.4f} | {s} |" for k, (v, s) in sorted(last.items())
-            )
-        return GLUE_CARD.format(
-            pipeline_tag="text-classification",
-            task=task,
-            task_upper=task.upper(),
-            step=self.state.global_step,
-            source=self.source or "?",
-            lora=" with LoRA adapters (merged here; the adapter alone is in `adapter/`)"
-            if _is_peft(self.accelerator.unwrap_model(self.model))
-            else "",
-            output_dir=self.args.output_dir,
-            path=path,
-            labels=label_text,
-            metrics=metrics,
-        )
 
     def _load_best_model(self) -> None:
         if not _is_peft(self.accelerator.unwrap_model(self.model)):

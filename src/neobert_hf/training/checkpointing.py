@@ -18,6 +18,7 @@ folder; a folder without it is incomplete.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -32,7 +33,6 @@ TMP_PREFIX = ".tmp-"
 TRAINER_STATE_NAME = "trainer_state.json"
 DATA_STATE_JSON = "data_state.json"
 DATA_STATE_PT = "data_state.pt"
-MODEL_CARD_NAME = "README.md"
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 _STEP_RE = re.compile(r"^\d+$")
 
@@ -216,102 +216,28 @@ def load_data_state(folder: str):
 # Model card
 # ---------------------------------------------------------------------------------------------------------------------
 
-MODEL_CARD_TEMPLATE = """---
-library_name: transformers
-pipeline_tag: fill-mask
-tags:
-- neobert
-- fill-mask
-- neobert-hf
----
 
-# {title}
+def write_checkpoint_card(folder: str, final_dir: str, state, args, **facts) -> str:
+    """Writes `<folder>/README.md`, the model card of a checkpoint being saved, with [`~neobert_hf.model_card`] (the
+    package's only card renderer).
 
-A NeoBERT encoder (arXiv 2502.19587) pretrained with masked language modelling by
-[neobert-hf](https://github.com/chandar-lab/NeoBERT). This folder is checkpoint step **{step}** of the run in
-`{output_dir}`; it holds the model, its tokenizer and everything needed to resume training.
+    Args:
+        folder: the folder being written (`checkpoints/.tmp-<step>-<random>/`); it already holds `config.json` and the
+            weights, not yet `trainer_state.json`.
+        final_dir: the folder's final name, which the card's loading snippets use.
+        state: the Trainer's `TrainerState`.
+        args: the Trainer's `TrainingArguments` (learning rate, schedule, batch size, ... shown in the card).
+        facts: overrides of [`~neobert_hf.model_card.ModelCardFacts`] (e.g. `finetuned_on`).
 
-## Use
+    Returns:
+        `str`: the path of the card.
+    """
+    from ..model_card import collect_facts, write_model_card
 
-```python
-from transformers import AutoModelForMaskedLM, AutoTokenizer
-
-tokenizer = AutoTokenizer.from_pretrained("{path}")
-model = AutoModelForMaskedLM.from_pretrained("{path}", trust_remote_code=True)
-```
-
-With `neobert_hf` installed, `import neobert_hf` registers the classes and `trust_remote_code` is not needed.
-
-## Model
-
-| | |
-| --- | --- |
-{model_rows}
-
-## Training
-
-| | |
-| --- | --- |
-{training_rows}
-{metrics}
-"""
-
-
-def _rows(values: dict) -> str:
-    return "\n".join(f"| {k} | {v} |" for k, v in values.items() if v is not None)
-
-
-def render_model_card(model, args, state, path: str) -> str:
-    """A short model card for one checkpoint folder: how to load it, the architecture, the training setup and the
-    latest logged losses."""
-    config = getattr(model, "config", None)
-    model_rows = {}
-    if config is not None:
-        for key in (
-            "model_type",
-            "num_hidden_layers",
-            "hidden_size",
-            "num_attention_heads",
-            "intermediate_size",
-            "hidden_act",
-            "vocab_size",
-            "max_position_embeddings",
-        ):
-            model_rows[key] = getattr(config, key, None)
-    if hasattr(model, "num_parameters"):
-        model_rows["parameters"] = f"{model.num_parameters() / 1e6:.1f}M"
-    schedule = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
-    training_rows = {
-        "step": f"{state.global_step} / {state.max_steps}",
-        "optimizer": getattr(args, "optimizer", None) or getattr(args.optim, "value", args.optim),
-        "learning rate": f"{args.learning_rate:g} ({schedule}, warmup {args.warmup_steps})",
-        "weight decay": args.weight_decay,
-        "batch": f"{args.per_device_train_batch_size} per device x {args.gradient_accumulation_steps} accumulation "
-        f"x {args.world_size} processes",
-        "precision": "bf16" if args.bf16 else "fp32",
-        "loss": "masked-logits-only" if getattr(args, "masked_logits_only_loss", True) else "full logits",
-        "tokens seen": state.num_input_tokens_seen or None,
-    }
-    last = {}
-    for entry in state.log_history:
-        for key in ("loss", "eval_loss", "eval_perplexity", "eval_mlm_accuracy"):
-            if key in entry:
-                last[key] = (entry[key], entry.get("step"))
-    metrics = ""
-    if last:
-        metrics = "\n## Latest metrics\n\n| metric | value | step |\n| --- | --- | --- |\n" + "\n".join(
-            f"| {k} | {v:.4f} | {s} |" for k, (v, s) in last.items()
-        )
-    title = os.path.basename(os.path.normpath(os.fspath(args.output_dir))) or "NeoBERT"
-    return MODEL_CARD_TEMPLATE.format(
-        title=f"{title} (step {state.global_step})",
-        step=state.global_step,
-        output_dir=args.output_dir,
-        path=path,
-        model_rows=_rows(model_rows),
-        training_rows=_rows(training_rows),
-        metrics=metrics,
+    gathered = collect_facts(
+        folder, trainer_state=dataclasses.asdict(state), run_args=args.to_dict(), model_id=final_dir, **facts
     )
+    return write_model_card(folder, gathered)
 
 
 __all__ = [
@@ -324,8 +250,8 @@ __all__ = [
     "list_checkpoints",
     "load_data_state",
     "publish",
-    "render_model_card",
     "resolve_checkpoint",
     "rotate",
     "save_data_state",
+    "write_checkpoint_card",
 ]

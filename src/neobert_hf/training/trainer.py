@@ -43,7 +43,6 @@ from .callbacks import (
     ThroughputMonitor,
 )
 from .checkpointing import (
-    MODEL_CARD_NAME,
     TRAINER_STATE_NAME,
     CheckpointError,
     checkpoint_dir,
@@ -51,10 +50,10 @@ from .checkpointing import (
     load_data_state,
     new_tmp_dir,
     publish,
-    render_model_card,
     resolve_checkpoint,
     rotate,
     save_data_state,
+    write_checkpoint_card,
 )
 from .data_state import StreamPositionTracker, is_stateful
 from .hub import CleanHubPushMixin
@@ -551,9 +550,7 @@ class NeoBERTTrainer(CleanHubPushMixin, Trainer):
         if self.args.should_save:
             if self._data_tracker is not None:
                 save_data_state(tmp_dir, self._data_tracker.state_after_batches(self._data_batches))
-            unwrapped = self.accelerator.unwrap_model(self.model)
-            with open(os.path.join(tmp_dir, MODEL_CARD_NAME), "w") as f:
-                f.write(render_model_card(unwrapped, self.args, self.state, final_dir))
+            write_checkpoint_card(tmp_dir, final_dir, self.state, self.args)
             for cb in [c for c in self.callback_handler.callbacks + [self.control] if isinstance(c, ExportableState)]:
                 name, cb_state = cb.__class__.__name__, cb.state()
                 if isinstance(self.state.stateful_callbacks.get(name), list):
