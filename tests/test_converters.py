@@ -128,6 +128,8 @@ def train_args(**overrides):
             dict(fsdp="full_shard", fsdp_config={"version": 1}),
             "FSDP1",
         ),
+        (torchao("mxfp8_emulated"), dict(torch_compile=True), "float8_e8m0fnu is missing"),
+        (torchao("mxfp4_qat"), dict(torch_compile=True), "Train eagerly on the CPU"),
         (PrecisionArguments(precision_backend="quartet2", require_compile=False), dict(), "bf16"),
         (PrecisionArguments(kernel_backend="liger"), dict(log_train_accuracy=True), "log_train_accuracy"),
         (PrecisionArguments(kernel_backend="liger"), dict(masked_logits_only_loss=False), "masked_logits_only_loss"),
@@ -142,7 +144,7 @@ def test_training_argument_guards_pass():
     check_precision_training_args(torchao("rowwise"), train_args())
     check_precision_training_args(
         PrecisionArguments(precision_backend="torchao", torchao_recipe="rowwise"), train_args(torch_compile=True)
-    )
+    )  # float8 compiles on the CPU (see test_float8_compiles_on_cpu)
     check_precision_training_args(
         torchao("tensorwise", enable_fsdp_float8_all_gather=True, precompute_float8_dynamic_scale_for_fsdp=True),
         train_args(fsdp="full_shard", fsdp_config={"version": 2}),

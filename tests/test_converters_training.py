@@ -154,3 +154,14 @@ def test_resume_a_converted_run_from_its_plain_checkpoint(tmp_path):
     trainer.train(resume_from_checkpoint="latest")
     assert trainer.state.global_step == 3
     assert losses(trainer)[3] == pytest.approx(uninterrupted[3], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_float8_compiles_on_cpu(tmp_path):
+    """The documented path: require_compile (the default) with torch_compile, inductor on the CPU. Minutes on 2 cores
+    (the float8 casts compile slowly), hence slow. The compiled run follows the eager one."""
+    precision = PrecisionArguments(precision_backend="torchao", torchao_recipe="rowwise")
+    assert precision.require_compile
+    compiled = losses(train(tmp_path / "compiled", precision, steps=3, torch_compile=True))
+    eager = losses(train(tmp_path / "eager", torchao("rowwise"), steps=3))
+    assert compiled == pytest.approx(eager, abs=1e-3)

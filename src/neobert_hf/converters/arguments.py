@@ -319,8 +319,9 @@ def check_precision_training_args(precision: PrecisionArguments, training_args: 
 
     Raises:
         `ValueError`: conversion with DeepSpeed; `require_compile` without `torch_compile`; the FSDP scale
-            precompute without FSDP2; Quartet-II without bf16; `kernel_backend=liger` with an option that needs the
-            logits it never builds.
+            precompute without FSDP2; an MX recipe compiled on the CPU (inductor cannot generate code for E8M0
+            scales); Quartet-II without bf16; `kernel_backend=liger` with an option that needs the logits it never
+            builds.
     """
     if precision.enabled:
         backend, recipe = precision.precision_backend, precision.recipe
@@ -341,6 +342,15 @@ def check_precision_training_args(precision: PrecisionArguments, training_args: 
                 "precompute_float8_dynamic_scale_for_fsdp only has an effect with FSDP2 (fsdp set, fsdp_config "
                 f"version 2); this run uses {'no FSDP' if fsdp_version(training_args) is None else 'FSDP1'}."
             )
+        mx_scaled = precision.torchao_recipe in (*MX_RECIPES, "mxfp4_qat")
+        if mx_scaled and getattr(training_args, "torch_compile", False) and _trains_on_cpu(training_args):
+            if not _inductor_cpu_has_e8m0():
+                raise ValueError(
+                    f"torchao_recipe={recipe} with torch_compile on the CPU: inductor's C++ backend cannot generate code "
+                    "for the MX scales (torch.float8_e8m0fnu is missing from torch._inductor.codegen.cpp.DTYPE_TO_CPP "
+                    "in this torch). Train eagerly on the CPU (torch_compile false, require_compile false); compile "
+                    "on a GPU."
+                )
         if backend == "quartet2" and not getattr(training_args, "bf16", False):
             raise ValueError("precision_backend=quartet2 needs bf16 mixed precision (its kernels take bf16): set bf16 true.")
     if precision.kernel_backend == "liger":
@@ -355,6 +365,20 @@ def check_precision_training_args(precision: PrecisionArguments, training_args: 
                 "loss; masked_logits_only_loss=false (the full-logits ablation) would bypass it. Use kernel_backend "
                 "torch for the ablation."
             )
+
+
+def _trains_on_cpu(training_args: Any) -> bool:
+    import torch
+
+    return getattr(training_args, "use_cpu", False) or not torch.cuda.is_available()
+
+
+def _inductor_cpu_has_e8m0() -> bool:
+    """Whether inductor's CPU code generator knows the E8M0 dtype of MX scales (not in torch 2.13)."""
+    import torch
+    from torch._inductor.codegen.cpp import DTYPE_TO_CPP
+
+    return torch.float8_e8m0fnu in DTYPE_TO_CPP
 
 
 def check_precision_data_args(precision: PrecisionArguments, data_args: Any) -> None:
