@@ -52,6 +52,8 @@ from sentence_transformers.sentence_transformer.training_args import (  # noqa: 
     SentenceTransformerTrainingArguments,
 )
 
+from ..training.checkpointing import CheckpointTreeMixin, checkpoint_dir, resolve_checkpoint  # noqa: E402
+
 
 __all__ = [
     "LEGACY_COLUMNS",
@@ -613,8 +615,9 @@ class ContrastiveTrainingArguments(SentenceTransformerTrainingArguments):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class ContrastiveTrainer(SentenceTransformerTrainer):
-    """`SentenceTransformerTrainer` with SimCSE batch mixing and the package's checkpoint tree.
+class ContrastiveTrainer(CheckpointTreeMixin, SentenceTransformerTrainer):
+    """`SentenceTransformerTrainer` with SimCSE batch mixing and the package's checkpoint tree
+    ([`~neobert_hf.training.checkpointing.CheckpointTreeMixin`]).
 
     Args:
         pretraining_prob (`float`, *optional*): when the training dataset is a `DatasetDict` with `pairs` and
@@ -641,8 +644,6 @@ class ContrastiveTrainer(SentenceTransformerTrainer):
     def train(self, resume_from_checkpoint: str | int | bool | None = None, **kwargs):
         """Trains; `resume_from_checkpoint` is `latest`/`True`, a step number or a checkpoint folder. The final step
         is always saved to `<output_dir>/checkpoints/<step>/`."""
-        from ..training.checkpointing import checkpoint_dir, resolve_checkpoint
-
         if resume_from_checkpoint is None:
             resume_from_checkpoint = self.args.resume_from_checkpoint
         path = None
@@ -654,38 +655,8 @@ class ContrastiveTrainer(SentenceTransformerTrainer):
             self._save_checkpoint(self.model_wrapped, trial=None)
         return output
 
-    def _save_checkpoint(self, model: nn.Module, trial) -> None:
-        """Writes `checkpoints/.tmp-<step>-<random>/` (sentence-transformers folder, optimizer, scheduler, RNG,
-        trainer state last) and renames it to `checkpoints/<step>/`, then applies `save_total_limit`."""
-        import secrets
-
-        from transformers.trainer_utils import SaveStrategy
-
-        from ..training.checkpointing import TRAINER_STATE_NAME, checkpoint_dir, new_tmp_dir, publish, rotate
-
-        if self.hp_search_backend is None and trial is None:
-            self.store_flos()
-        run_dir = self._get_output_dir(trial=trial)
-        step = self.state.global_step
-        final_dir = checkpoint_dir(run_dir, step)
-        tmp_dir = new_tmp_dir(run_dir, step, secrets.token_hex(4))
-        os.makedirs(tmp_dir, exist_ok=True)
-        self.save_model(tmp_dir, _internal_call=True)
-        if self.args.save_strategy in (SaveStrategy.STEPS, SaveStrategy.EPOCH, SaveStrategy.BEST) and (
-            self.state.best_global_step
-        ):
-            best_dir = checkpoint_dir(run_dir, self.state.best_global_step)
-            if self.state.best_global_step == step or os.path.isdir(best_dir):
-                self.state.best_model_checkpoint = best_dir
-        if not self.args.save_only_model:
-            self._save_optimizer_and_scheduler(tmp_dir)
-            self._save_scaler(tmp_dir)
-            self._save_rng_state(tmp_dir)
-        if self.args.should_save:
-            self.state.save_to_json(os.path.join(tmp_dir, TRAINER_STATE_NAME))  # last: marks the folder complete
-            publish(tmp_dir, final_dir)
-            for path in rotate(run_dir, self.args.save_total_limit, keep=[self.state.best_model_checkpoint]):
-                logger.info(f"Deleted {path} (save_total_limit={self.args.save_total_limit})")
+    def _save_checkpoint_files(self, tmp_dir: str, final_dir: str) -> None:
+        """Nothing beyond the sentence-transformers folder: `save_model` already wrote its own model card."""
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -13,20 +13,25 @@ checkpoints/<step>/
 
 A folder is written as `checkpoints/.tmp-<step>-<random>/` and renamed to its final name once complete, so a crash
 never leaves a half-written folder under a step name. `trainer_state.json` is written last inside the temporary
-folder; a folder without it is incomplete.
+folder; a folder without it is incomplete. [`CheckpointTreeMixin`] writes this tree for every Trainer of the package
+(pretraining, GLUE, contrastive).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import re
+import secrets
 import shutil
 from collections.abc import Iterable
 
 import torch
 
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINTS_DIR = "checkpoints"
 TMP_PREFIX = ".tmp-"
@@ -240,9 +245,97 @@ def write_checkpoint_card(folder: str, final_dir: str, state, args, **facts) -> 
     return write_model_card(folder, gathered)
 
 
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Trainer mixin
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class CheckpointTreeMixin:
+    """`Trainer._save_checkpoint` writing the `<output_dir>/checkpoints/<step>/` tree instead of transformers'
+    `checkpoint-<step>/` folders; shared by the pretraining, GLUE and contrastive Trainers. List it before the
+    `Trainer` class in the bases.
+
+    The folder is written as `checkpoints/.tmp-<step>-<random>/` (the random part is the same on every rank): the
+    model, the optimizer, scheduler, scaler and RNG state (unless `save_only_model`), the subclass's files, the state
+    of the stateful callbacks and, last, `trainer_state.json`; then it is renamed to `checkpoints/<step>/`, pushed
+    when `push_to_hub`, and `save_total_limit` is applied, never deleting the best checkpoint (with
+    `load_best_model_at_end`, a limit of 1 keeps 2, as transformers does, so the run can still resume).
+
+    Hooks for subclasses:
+
+    - `_save_checkpoint_model(tmp_dir)`: weights, config and tokenizer (default: `save_model`);
+    - `_save_checkpoint_files(tmp_dir, final_dir)`: files written by the main process before the trainer state
+      (default: the model card, [`write_checkpoint_card`]).
+    """
+
+    def _shared_token(self) -> str:
+        token = [secrets.token_hex(4)]
+        if self.args.world_size > 1:
+            from accelerate.utils import broadcast_object_list
+
+            broadcast_object_list(token)
+        return token[0]
+
+    def _save_checkpoint_model(self, tmp_dir: str) -> None:
+        self.save_model(tmp_dir, _internal_call=True)
+
+    def _save_checkpoint_files(self, tmp_dir: str, final_dir: str) -> None:
+        write_checkpoint_card(tmp_dir, final_dir, self.state, self.args)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        from transformers.trainer_callback import ExportableState
+        from transformers.trainer_utils import SaveStrategy
+
+        if self.hp_search_backend is None and trial is None:
+            self.store_flos()
+        run_dir = self._get_output_dir(trial=trial)
+        step = self.state.global_step
+        final_dir = checkpoint_dir(run_dir, step)
+        tmp_dir = new_tmp_dir(run_dir, step, self._shared_token())
+        os.makedirs(tmp_dir, exist_ok=True)
+
+        self._save_checkpoint_model(tmp_dir)
+
+        if self.args.save_strategy in (SaveStrategy.STEPS, SaveStrategy.EPOCH, SaveStrategy.BEST) and (
+            self.state.best_global_step
+        ):
+            best_dir = checkpoint_dir(run_dir, self.state.best_global_step)
+            if self.state.best_global_step == step or os.path.isdir(best_dir):
+                self.state.best_model_checkpoint = best_dir
+
+        if not self.args.save_only_model:
+            self._save_optimizer_and_scheduler(tmp_dir)
+            self._save_scaler(tmp_dir)
+            self._save_rng_state(tmp_dir)
+
+        if self.args.should_save:
+            self._save_checkpoint_files(tmp_dir, final_dir)
+            for cb in [c for c in self.callback_handler.callbacks + [self.control] if isinstance(c, ExportableState)]:
+                name, cb_state = cb.__class__.__name__, cb.state()
+                if isinstance(self.state.stateful_callbacks.get(name), list):
+                    self.state.stateful_callbacks[name].append(cb_state)
+                else:
+                    self.state.stateful_callbacks[name] = cb_state
+            # Written last: its presence marks the folder complete.
+            self.state.save_to_json(os.path.join(tmp_dir, TRAINER_STATE_NAME))
+
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            publish(tmp_dir, final_dir)
+            if self.args.push_to_hub:
+                self._push_from_checkpoint(final_dir)
+            limit = self.args.save_total_limit
+            if limit == 1 and self.args.load_best_model_at_end:
+                limit = 2
+            for path in rotate(run_dir, limit, keep=[self.state.best_model_checkpoint]):
+                logger.info(f"Deleted {path} (save_total_limit={self.args.save_total_limit} or interrupted save)")
+        self.accelerator.wait_for_everyone()
+
 __all__ = [
     "CHECKPOINTS_DIR",
     "CheckpointError",
+    "CheckpointTreeMixin",
     "checkpoint_dir",
     "checkpoints_root",
     "incomplete_reason",

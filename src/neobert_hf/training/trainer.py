@@ -22,7 +22,6 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import secrets
 import time
 from typing import Any
 
@@ -30,8 +29,8 @@ import torch
 from torch import nn
 from torch.utils.data import IterableDataset
 from transformers import Trainer
-from transformers.trainer_callback import ExportableState, PrinterCallback, ProgressCallback
-from transformers.trainer_utils import EvalLoopOutput, SaveStrategy
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.trainer_utils import EvalLoopOutput
 from transformers.utils import logging
 
 from .arguments import NeoBERTTrainingArguments
@@ -43,17 +42,13 @@ from .callbacks import (
     ThroughputMonitor,
 )
 from .checkpointing import (
-    TRAINER_STATE_NAME,
     CheckpointError,
+    CheckpointTreeMixin,
     checkpoint_dir,
     latest_checkpoint,
     load_data_state,
-    new_tmp_dir,
-    publish,
     resolve_checkpoint,
-    rotate,
     save_data_state,
-    write_checkpoint_card,
 )
 from .data_state import StreamPositionTracker, is_stateful
 from .hub import CleanHubPushMixin
@@ -87,7 +82,7 @@ class _FirstBatches:
         return getattr(self.loader, name)
 
 
-class NeoBERTTrainer(CleanHubPushMixin, Trainer):
+class NeoBERTTrainer(CleanHubPushMixin, CheckpointTreeMixin, Trainer):
     r"""[`~transformers.Trainer`] for NeoBERT masked-language-model pretraining.
 
     Takes the arguments of `Trainer`; `args` must be a [`NeoBERTTrainingArguments`]. The model is a
@@ -513,62 +508,17 @@ class NeoBERTTrainer(CleanHubPushMixin, Trainer):
         if missing:
             self.model.tie_weights()
 
-    def _shared_token(self) -> str:
-        token = [secrets.token_hex(4)]
-        if self.args.world_size > 1:
-            from accelerate.utils import broadcast_object_list
-
-            broadcast_object_list(token)
-        return token[0]
-
     def _save_checkpoint(self, model: nn.Module, trial) -> None:
-        """Writes `checkpoints/.tmp-<step>-<random>/` (model, tokenizer, model card, optimizer, scheduler, RNG, data
-        position, trainer state last), renames it to `checkpoints/<step>/`, then applies `save_total_limit`."""
+        """Writes `checkpoints/<step>/` ([`~neobert_hf.training.checkpointing.CheckpointTreeMixin`]); the time it takes
+        is left out of the throughput."""
         start = time.perf_counter()
-        if self.hp_search_backend is None and trial is None:
-            self.store_flos()
-        run_dir = self._get_output_dir(trial=trial)
-        step = self.state.global_step
-        final_dir = checkpoint_dir(run_dir, step)
-        tmp_dir = new_tmp_dir(run_dir, step, self._shared_token())
-        os.makedirs(tmp_dir, exist_ok=True)
-
-        self.save_model(tmp_dir, _internal_call=True)
-
-        if self.args.save_strategy in (SaveStrategy.STEPS, SaveStrategy.EPOCH, SaveStrategy.BEST) and (
-            self.state.best_global_step
-        ):
-            best_dir = checkpoint_dir(run_dir, self.state.best_global_step)
-            if self.state.best_global_step == step or os.path.isdir(best_dir):
-                self.state.best_model_checkpoint = best_dir
-
-        if not self.args.save_only_model:
-            self._save_optimizer_and_scheduler(tmp_dir)
-            self._save_scaler(tmp_dir)
-            self._save_rng_state(tmp_dir)
-
-        if self.args.should_save:
-            if self._data_tracker is not None:
-                save_data_state(tmp_dir, self._data_tracker.state_after_batches(self._data_batches))
-            write_checkpoint_card(tmp_dir, final_dir, self.state, self.args)
-            for cb in [c for c in self.callback_handler.callbacks + [self.control] if isinstance(c, ExportableState)]:
-                name, cb_state = cb.__class__.__name__, cb.state()
-                if isinstance(self.state.stateful_callbacks.get(name), list):
-                    self.state.stateful_callbacks[name].append(cb_state)
-                else:
-                    self.state.stateful_callbacks[name] = cb_state
-            # Written last: its presence marks the folder complete.
-            self.state.save_to_json(os.path.join(tmp_dir, TRAINER_STATE_NAME))
-
-        self.accelerator.wait_for_everyone()
-        if self.args.should_save:
-            publish(tmp_dir, final_dir)
-            if self.args.push_to_hub:
-                self._push_from_checkpoint(final_dir)
-            for path in rotate(run_dir, self.args.save_total_limit, keep=[self.state.best_model_checkpoint]):
-                logger.info(f"Deleted {path} (save_total_limit={self.args.save_total_limit} or interrupted save)")
-        self.accelerator.wait_for_everyone()
+        super()._save_checkpoint(model, trial)
         self._monitor.exclude(time.perf_counter() - start)
 
+    def _save_checkpoint_files(self, tmp_dir: str, final_dir: str) -> None:
+        """The data position (stateful streams) and the model card."""
+        if self._data_tracker is not None:
+            save_data_state(tmp_dir, self._data_tracker.state_after_batches(self._data_batches))
+        super()._save_checkpoint_files(tmp_dir, final_dir)
 
 __all__ = ["NeoBERTTrainer", "NonFiniteLossError"]
