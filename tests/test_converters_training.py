@@ -165,3 +165,81 @@ def test_float8_compiles_on_cpu(tmp_path):
     compiled = losses(train(tmp_path / "compiled", precision, steps=3, torch_compile=True))
     eager = losses(train(tmp_path / "eager", torchao("rowwise"), steps=3))
     assert compiled == pytest.approx(eager, abs=1e-3)
+
+
+FSDP2_SCRIPT = r'''
+import json, os, sys
+from types import SimpleNamespace
+import torch
+import torch.distributed as dist
+sys.path.insert(0, sys.argv[2])
+from conftest import tiny_config
+from neobert_hf import NeoBERTForMaskedLM
+from neobert_hf.converters import PrecisionArguments, PrecisionCallback
+
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[1], RANK="0", WORLD_SIZE="1")
+dist.init_process_group("gloo")
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import fully_shard
+
+args = SimpleNamespace(fsdp="full_shard", fsdp_config={"version": 2}, deepspeed=None, torch_compile=False,
+                       use_cpu=True, bf16=False, log_train_accuracy=False, masked_logits_only_loss=True)
+ids = torch.randint(5, 128, (4, 32), generator=torch.Generator().manual_seed(0))
+labels = torch.where(torch.rand(4, 32, generator=torch.Generator().manual_seed(1)) < 0.3, ids, -100)
+
+
+def run(fsdp):
+    torch.manual_seed(0)
+    model = NeoBERTForMaskedLM(tiny_config())
+    precision = PrecisionArguments(precision_backend="torchao", torchao_recipe="tensorwise", require_compile=False,
+                                   enable_fsdp_float8_all_gather=True, precompute_float8_dynamic_scale_for_fsdp=fsdp)
+    callback = PrecisionCallback(precision)
+    callback.on_init_end(args if fsdp else SimpleNamespace(**{**vars(args), "fsdp": ""}), None, None, model=model)
+    if fsdp:
+        mesh = init_device_mesh("cpu", (1,))
+        for block in model.model.transformer_encoder:
+            fully_shard(block, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(3):
+        loss = model(input_ids=ids, labels=labels, sparse_prediction=True).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        callback.on_optimizer_step(args, None, None, model=model)
+        losses.append(loss.item())
+    weight = model.model.transformer_encoder[0].qkv.weight
+    local = getattr(weight, "_local_tensor", weight)
+    scale = getattr(local, "_precomputed_scale", None)
+    return losses, None if scale is None else float(scale), type(weight).__name__
+
+
+sharded, plain = run(True), run(False)
+print("RESULT " + json.dumps({"sharded": sharded, "plain": plain}))
+dist.destroy_process_group()
+'''
+
+
+def test_fsdp2_float8_all_gather_with_scale_precompute_on_cpu(tmp_path):
+    """FSDP2 on the CPU (gloo, one process): the float8 all-gather weights shard, the callback runs torchao's scale
+    precompute after every optimizer step, and the losses equal the unsharded float8 run's."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = tmp_path / "fsdp2.py"
+    script.write_text(FSDP2_SCRIPT)
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    completed = subprocess.run(
+        [sys.executable, str(script), str(port), tests_dir], capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    line = next(line for line in completed.stdout.splitlines() if line.startswith("RESULT "))
+    result = json.loads(line[len("RESULT "):])
+    (sharded_losses, scale, weight_type), (plain_losses, plain_scale, _) = result["sharded"], result["plain"]
+    assert weight_type == "DTensor" and scale is not None and scale > 0 and plain_scale is None
+    assert sharded_losses == pytest.approx(plain_losses, abs=1e-5)
