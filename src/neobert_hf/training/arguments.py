@@ -7,6 +7,7 @@ before anything is written. Paper defaults (learning rate, warmup, masking rate,
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,6 +19,16 @@ logger = logging.get_logger(__name__)
 
 # `final_lr_ratio` turns these user-facing schedules into the transformers schedules that decay to a floor.
 _FLOOR_SCHEDULES = {"cosine": "cosine_with_min_lr", "linear": "polynomial"}
+
+FSDP1_ERROR = (
+    "NeoBERT pretraining supports FSDP2 (fully_shard) only, and this run asks for FSDP version 1 ({source}). The "
+    "masked-logits-only loss sends a data-dependent subset of rows (the masked tokens) through the sharded decoder "
+    "weight: FSDP2 gathers that weight for each decoder call, in forward and backward, and reshards it after (tested "
+    "against single-process training). FSDP1 can reach full weights outside its wrapped forward only through "
+    "summon_full_params, inside which forward and backward may not run, and transformers deprecates it. Set "
+    "fsdp_version: 2 in the accelerate config (recipes/accelerate/fsdp2.yaml) or fsdp_config={{\"version\": 2}}, or use "
+    "DDP (recipes/accelerate/ddp.yaml)."
+)
 
 
 @dataclass
@@ -31,7 +42,10 @@ class NeoBERTTrainingArguments(TrainingArguments):
     - `final_lr_ratio`: warmup then cosine or linear decay to `learning_rate * final_lr_ratio`, mapped onto
       transformers' `cosine_with_min_lr` / `polynomial` (power 1) schedulers;
     - the checkpoint tree (`<output_dir>/checkpoints/<step>/`, see [`~neobert_hf.training.checkpointing`]);
-    - throughput and step-time logging (`log_timing`, `log_train_accuracy`).
+    - throughput and step-time logging (`log_timing`, `log_train_accuracy`);
+    - distributed defaults: `ddp_find_unused_parameters` is `False` unless set (every parameter gets a gradient
+      in MLM pretraining, so DDP's extra search of the autograd graph on every step is wasted), and FSDP must be
+      version 2 (FSDP1, from `fsdp_config` or an accelerate config, is an error that says why).
 
     Example:
 
@@ -154,7 +168,11 @@ class NeoBERTTrainingArguments(TrainingArguments):
             raise ValueError(f"eval_max_batches must be >= 1 or None, got {self.eval_max_batches}.")
         self._validate_muonclip()
         self._apply_final_lr_ratio()
+        if self.ddp_find_unused_parameters is None:
+            # transformers defaults to True for a PreTrainedModel without activation checkpointing.
+            self.ddp_find_unused_parameters = False
         super().__post_init__()
+        self._reject_fsdp1()
         if getattr(self.accelerator_config, "dispatch_batches", False) is None:
             # accelerate would otherwise read an IterableDataset on rank 0 only and slice each tensor of the batch
             # along dim 0 for the other ranks: that breaks packed batches (1-D cu_seq_lens, [1, T] rows) and
@@ -165,6 +183,16 @@ class NeoBERTTrainingArguments(TrainingArguments):
                 "optimizer=muonclip needs whole 2-D matrices on every rank (Newton-Schulz, per-head QK-clip); it is "
                 "not supported with DeepSpeed or FSDP. Use DDP, or optimizer=adamw."
             )
+
+    def _reject_fsdp1(self) -> None:
+        """FSDP1 from `fsdp`/`fsdp_config` or from an `accelerate launch` config (its `FSDP_VERSION` defaults to 1)."""
+        if self.fsdp and int(self.fsdp_config.get("version", 2)) != 2:
+            raise ValueError(FSDP1_ERROR.format(source=f"fsdp_config version {self.fsdp_config.get('version')}"))
+        if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+            version = os.environ.get("FSDP_VERSION", "1")
+            if version != "2":
+                source = f"accelerate launch FSDP_VERSION={version}; accelerate uses 1 when the config has no fsdp_version"
+                raise ValueError(FSDP1_ERROR.format(source=source))
 
     def _validate_muonclip(self) -> None:
         if self.muon_lr is not None and self.muon_lr < 0:
