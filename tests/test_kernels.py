@@ -223,3 +223,26 @@ def test_liger_refuses_a_converted_decoder(fake_liger):
     ).convert(model)
     with pytest.raises(ValueError, match="decoder was converted to Float8Linear"):
         apply_kernel_backend(model, "liger", "cuda")
+
+
+@pytest.mark.parametrize(
+    "overrides, reason",
+    [
+        ({"log_train_accuracy": True}, "log_train_accuracy needs the logits"),
+        ({"masked_logits_only_loss": False}, "masked_logits_only_loss=false"),
+    ],
+)
+def test_auto_keeps_torch_kernels_when_the_run_needs_logits(fake_liger, monkeypatch, caplog, tmp_path, overrides, reason):
+    from test_training_fixtures import make_args, make_trainer
+
+    monkeypatch.setattr(kernels_module, "is_available", lambda name: name == "liger_kernel")
+    callback = PrecisionCallback(PrecisionArguments())
+    callback._build(torch.device("cuda"))  # as on a GPU with liger-kernel installed
+    with caplog.at_level(logging.INFO, logger="neobert_hf.pretrain"):
+        trainer = make_trainer(make_args(tmp_path, **overrides), callbacks=[callback])
+    assert callback.kernel_backend == "torch" and "forward" not in vars(trainer.model)
+    assert f"kernel_backend=auto: using torch instead of liger ({reason}" in caplog.text
+    liger = PrecisionCallback(PrecisionArguments())
+    liger._build(torch.device("cuda"))
+    trainer = make_trainer(make_args(tmp_path / "liger"), callbacks=[liger])
+    assert liger.kernel_backend == "liger" and "forward" in vars(trainer.model)  # the same run without the blocker

@@ -79,11 +79,13 @@ class PrecisionCallback(TrainerCallback):
         check_precision_training_args(self.precision, args)
         if not self._built:
             self._build(resolve_device(args))
-        if self.converter is None and self.precision.kernel_backend == "torch":
+        requested = self.precision.kernel_backend
+        if self.converter is None and requested == "torch":
+            self.kernel_backend = "torch"
             return
-        from ..kernels import resolve_kernel_backend
+        from ..kernels import apply_kernel_backend, resolve_kernel_backend
 
-        kernels = resolve_kernel_backend(self.precision.kernel_backend, self.device)
+        kernels = resolve_kernel_backend(requested, self.device)
         if self.converter is None and kernels == "torch":
             self.kernel_backend = kernels
             return
@@ -97,10 +99,22 @@ class PrecisionCallback(TrainerCallback):
         if self.converter is not None:
             self.report = self.converter.convert(model)
             self.converter.wrap_forward(model)
-        from ..kernels import apply_kernel_backend
-
+        if kernels == "liger" and requested == "auto" and (reason := self._needs_torch_kernels(args, model)):
+            logger.info(f"kernel_backend=auto: using torch instead of liger ({reason}).")
+            kernels = "torch"
         self.kernel_backend = apply_kernel_backend(model, kernels, self.device)
         self._applied = True
+
+    @staticmethod
+    def _needs_torch_kernels(args, model: nn.Module) -> str | None:
+        """Why this run cannot use Liger's fused loss (an explicit kernel_backend=liger makes these errors)."""
+        if getattr(args, "log_train_accuracy", False):
+            return "log_train_accuracy needs the logits the fused cross-entropy never builds"
+        if not getattr(args, "masked_logits_only_loss", True):
+            return "masked_logits_only_loss=false"
+        if type(model.decoder) is not nn.Linear:
+            return f"the decoder is a converted {type(model.decoder).__name__}"
+        return None
 
     @staticmethod
     def _check_model(model: nn.Module) -> None:
