@@ -41,6 +41,16 @@ def config() -> NeoBERTConfig:
     return tiny_config()
 
 
+@pytest.fixture
+def fresh_flex_compile():
+    """torch 2.13's CPU inductor emits C++ that does not compile (`cur_qSplitSize8 was not declared`) when
+    transformers' compiled flex_attention is recompiled for a second shape with dynamic shapes. Start each flex test
+    from an empty compile cache so the kernel is compiled once, statically, for its shape."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
 def random_lengths(n: int, low: int = 1, high: int = 40, seed: int = 0) -> list[int]:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(low, high + 1, (n,), generator=g).tolist()

@@ -7,9 +7,7 @@ import os
 import types
 from concurrent.futures import Future
 
-from test_training_fixtures import make_args, make_trainer, mlm_samples
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
+from test_training_fixtures import make_args, make_trainer, mlm_samples, tiny_tokenizer
 
 
 # What a clean export of an MLM checkpoint holds, and what a checkpoint holds in addition.
@@ -24,22 +22,6 @@ CLEAN_FILES = [
 ]
 RESUME_FILES = {"optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json", "training_args.bin"}
 DATASET = "wikimedia/wikipedia"
-
-
-def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """Word-level tokenizer over `w5 .. w127` matching the 128-token tiny config (pad 0, cls 2, sep 3, mask 4)."""
-    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
-    vocab.update({f"w{i}": i for i in range(5, 128)})
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
 
 
 def write_checkpoint(run_dir, steps: int = 2, **arg_overrides) -> str:

@@ -7,16 +7,6 @@ from conftest import make_sequences, pad, tiny_config
 from neobert_hf import NeoBERTModel
 
 
-
-@pytest.fixture
-def fresh_flex_compile():
-    """torch 2.13's CPU inductor emits C++ that does not compile (`cur_qSplitSize8 was not declared`) when
-    transformers' compiled flex_attention is recompiled for a second shape with dynamic shapes. Start each flex test
-    from an empty compile cache so the kernel is compiled once, statically, for its shape."""
-    torch._dynamo.reset()
-    yield
-    torch._dynamo.reset()
-
 def build(implementation: str):
     torch.manual_seed(0)
     return NeoBERTModel._from_config(tiny_config(), attn_implementation=implementation).eval()

@@ -17,16 +17,6 @@ from neobert_hf.modeling.modeling_neobert import (
 ATOL = 1e-5
 
 
-
-@pytest.fixture
-def fresh_flex_compile():
-    """torch 2.13's CPU inductor emits C++ that does not compile (`cur_qSplitSize8 was not declared`) when
-    transformers' compiled flex_attention is recompiled for a second shape with dynamic shapes. Start each flex test
-    from an empty compile cache so the kernel is compiled once, statically, for its shape."""
-    torch._dynamo.reset()
-    yield
-    torch._dynamo.reset()
-
 def build(implementation: str, cls=NeoBERTModel, seed: int = 0, **overrides):
     torch.manual_seed(seed)
     return cls._from_config(tiny_config(**overrides), attn_implementation=implementation)

@@ -15,27 +15,12 @@ from test_training_fixtures import (
     make_trainer,
     mlm_samples,
     pad_collate,
+    tiny_tokenizer,
 )
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import AutoModelForMaskedLM, PreTrainedTokenizerFast
+from transformers import AutoModelForMaskedLM
 
 from neobert_hf.training import CheckpointError, NeoBERTTrainer, NonFiniteLossError, resolve_checkpoint
 from neobert_hf.training.checkpointing import list_checkpoints
-
-
-def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
-    vocab.update({f"w{i}": i for i in range(5, 128)})
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
 
 
 def steps_on_disk(output_dir) -> list[int]:

@@ -1,10 +1,12 @@
 """Shared helpers of the `test_training_*` files (no tests here): synthetic MLM data built in memory, padded and packed
-collators, a stateful stream, a gradient-capturing callback and an argument factory. Everything is offline and tiny."""
+collators, a stateful stream, a gradient-capturing callback, an argument factory and a word-level tokenizer. Everything
+is offline and tiny."""
 
 import torch
 from conftest import tiny_config
+from tokenizers import Tokenizer, models, pre_tokenizers
 from torch.utils.data import IterableDataset
-from transformers import TrainerCallback
+from transformers import PreTrainedTokenizerFast, TrainerCallback
 
 from neobert_hf import NeoBERTForMaskedLM
 from neobert_hf.training import NeoBERTTrainer, NeoBERTTrainingArguments
@@ -12,6 +14,22 @@ from neobert_hf.training import NeoBERTTrainer, NeoBERTTrainingArguments
 
 VOCAB = 128
 MASK_ID = 4
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """Word-level tokenizer over `w5 .. w127` matching the 128-token tiny config (pad 0, cls 2, sep 3, mask 4)."""
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
+    vocab.update({f"w{i}": i for i in range(5, VOCAB)})
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
 
 
 def mlm_samples(n: int, seed: int = 0, min_len: int = 3, max_len: int = 40, mask_rates=None) -> list[dict]:

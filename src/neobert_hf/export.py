@@ -214,17 +214,6 @@ def _check_output(output_dir: str, source: str, overwrite: bool) -> None:
             raise ExportError(f"The output {output_dir} exists and is not empty; pass overwrite=True (--overwrite).")
 
 
-def _publish(tmp: str, final: str) -> None:
-    """Rename the finished `tmp` to `final`; an existing `final` is moved aside first and removed afterwards."""
-    old = None
-    if os.path.exists(final):
-        old = f"{tmp}.old"
-        os.rename(final, old)
-    os.rename(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _validate_pooling(pooling: str) -> None:
     from .integrations.sentence_transformers import validate_pooling
 
@@ -409,7 +398,9 @@ def export_model(
             raise ExportError(f"Training state {leftovers} ended up in the export; nothing was written.")
         load_strict(tmp, model_class)  # the written folder loads with no missing or unexpected key
         files = _list_files(tmp)
-        _publish(tmp, output_dir)
+        from .training.checkpointing import publish  # the atomic rename of the checkpoint tree
+
+        publish(tmp, output_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
