@@ -33,8 +33,17 @@ TINY = [
 ]  # fmt: skip
 
 
-def pretrain(output_dir, *extra: str) -> int:
-    return main(["pretrain", *TINY, "--output_dir", str(output_dir), *extra])
+def without(argv: list[str], *flags: str) -> list[str]:
+    """`argv` without the given flags and their values."""
+    out = list(argv)
+    for flag in flags:
+        index = out.index(flag)
+        del out[index : index + 2]
+    return out
+
+
+def pretrain(output_dir, *extra: str, base: list[str] = TINY) -> int:
+    return main(["pretrain", *base, "--output_dir", str(output_dir), *extra])
 
 
 def parse(output_dir, *extra: str):
@@ -75,9 +84,9 @@ def test_help_lists_every_argument(command, flags, capsys):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _fails_cleanly(capsys, output_dir, *extra: str, message: str, existing: bool = False) -> None:
+def _fails_cleanly(capsys, output_dir, *extra: str, message: str, existing: bool = False, base=TINY) -> None:
     before = sorted(p.relative_to(output_dir) for p in Path(output_dir).rglob("*")) if existing else None
-    assert pretrain(output_dir, *extra) == 2
+    assert pretrain(output_dir, *extra, base=base) == 2
     err = capsys.readouterr().err
     assert "neobert-hf pretrain: error:" in err
     assert message.lower() in err.lower(), err
@@ -150,6 +159,23 @@ def test_cuda_only_attention_on_cpu(tmp_path, capsys):
     _fails_cleanly(capsys, tmp_path / "out", "--attn_implementation", "torch_varlen", message="needs a CUDA GPU")
 
 
+def test_max_steps_is_required(tmp_path, capsys):
+    _fails_cleanly(capsys, tmp_path / "out", "--max_steps", "-1", message="Set max_steps")
+
+
+def test_dataloader_workers_are_refused(tmp_path, capsys):
+    _fails_cleanly(capsys, tmp_path / "out", "--dataloader_num_workers", "2", message="dataloader_num_workers must be 0")
+
+
+def test_evaluation_without_eval_data(tmp_path, capsys):
+    data = tmp_path / "docs.jsonl"
+    data.write_text("".join(json.dumps({"text": f"document number {i} about dogs and cats."}) + "\n" for i in range(20)))
+    _fails_cleanly(
+        capsys, tmp_path / "out", "--data_files", str(data), "--train_split", "train", "--eval_strategy", "steps",
+        message="no eval data", base=without(TINY, "--dataset_name", "--eval_split"),
+    )  # fmt: skip
+
+
 def test_resume_latest_without_checkpoint(tmp_path, capsys):
     _fails_cleanly(
         capsys, tmp_path / "out", "--resume_from_checkpoint", "latest", message="no complete checkpoint"
@@ -193,6 +219,21 @@ def test_padded_vocabulary_is_synced_into_config_and_saved_tokenizer(tmp_path):
     assert len(AutoTokenizer.from_pretrained(final)) == json.loads((final / "config.json").read_text())["vocab_size"]
 
 
+def test_config_name_with_size_overrides(tmp_path):
+    config_dir = tmp_path / "config"
+    tiny_config(hidden_size=48, num_attention_heads=3, rope_theta=500.0).save_pretrained(config_dir)
+    argv = without(TINY, "--hidden_size")  # the hidden size comes from the config
+    args = build_argument_parser().parse_args_and_config(
+        [*argv, "--output_dir", str(tmp_path / "out"), "--config_name", str(config_dir)]
+    )
+    setup = prepare_pretraining(*args)
+    config = setup.config
+    assert (config.hidden_size, config.num_attention_heads, config.rope_theta) == (48, 2, 500.0)  # heads overridden
+    assert (config.num_hidden_layers, config.intermediate_size) == (1, 64)
+    assert config.vocab_size == 8192  # from the tokenizer, not the config's 128
+    assert not (tmp_path / "out").exists()
+
+
 def test_continuing_pads_the_tokenizer_to_the_checkpoint_vocabulary(tmp_path):
     model_dir = tmp_path / "model"
     config = tiny_config(vocab_size=8320, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -229,8 +270,7 @@ def test_preprocess_then_pretrain_from_the_saved_folder(tmp_path, capsys):
     assert "overwrite_output_dir" in capsys.readouterr().err
 
     # No tokenizer_name: the tokenizer saved next to the data is used; the data is not tokenized again.
-    index = TINY.index("--tokenizer_name")
-    argv = [*TINY[:index], *TINY[index + 2 :], "--dataset_name", str(tokenized), "--train_split", "train",
+    argv = [*without(TINY, "--tokenizer_name"), "--dataset_name", str(tokenized), "--train_split", "train",
             "--eval_split", "validation"]  # fmt: skip
     (model_args, data_args, training_args, *rest) = build_argument_parser().parse_args_and_config(
         [*argv, "--output_dir", str(tmp_path / "out")]
