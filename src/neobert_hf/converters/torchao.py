@@ -16,6 +16,10 @@ table), and which adds the bias itself.
 
 Every converted module keeps the original `weight`/`bias` `Parameter` objects, except float8 with
 `enable_fsdp_float8_all_gather`, whose weights become new `Parameter`s wrapping a float8-aware tensor.
+
+Float8 calls torchao's `convert_to_float8_training` directly with this package's filter; accelerate's
+`convert_model_to_fp8_ao` would add nothing but an exact-name filter (and its `filter_first_and_last_linear_layers`
+looks for the first/last linear inside the layer it is asked about, so it never filters anything).
 """
 
 from __future__ import annotations

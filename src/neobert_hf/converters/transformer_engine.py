@@ -13,8 +13,8 @@ with the recipe while the model trains (evaluation runs the TE layers in high pr
 Checkpoints hold only `weight`/`bias`: TE's `_extra_state` (FP8 scaling metadata) is not saved, so resuming an
 `fp8_delayed` run restarts its amax history.
 
-accelerate's `convert_model` is not used: it returns from the whole traversal at the first layer whose shape is not a
-multiple of 16, silently leaving the remaining layers unconverted.
+accelerate's `convert_model` is not used: at the first linear layer whose shape is not a multiple of 16 it `return`s
+from the loop over that layer's siblings, silently leaving the ones after it unconverted, and it has no filters.
 """
 
 from __future__ import annotations
