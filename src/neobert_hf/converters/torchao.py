@@ -189,6 +189,20 @@ class TorchAOConverter(ModelConverter):
         self.precompute_float8_dynamic_scale_for_fsdp = precompute_float8_dynamic_scale_for_fsdp
         self.replaces_parameters = enable_fsdp_float8_all_gather
         self.dim_multiple = MX_BLOCK if recipe in MX_RECIPES or recipe == "mxfp4_qat" else 16
+        self._mx_spec = None
+        if recipe in MX_RECIPES:
+            try:
+                from torchao.prototype.moe_training.mxfp8_linear import mx_mm  # noqa: F401
+            except ImportError as error:
+                from ..import_utils import package_version
+
+                raise ImportError(
+                    f"torchao_recipe={recipe} runs torchao's MX autograd function "
+                    "torchao.prototype.moe_training.mxfp8_linear.mx_mm, which this torchao "
+                    f"({package_version('torchao')}) does not provide (tested with torchao 0.18): "
+                    'pip install -U "neobert-hf[torchao]"'
+                ) from error
+            self._mx_spec = MXSpec.from_recipe(recipe)
         self._small_kn_filter = None
         if auto_filter_small_kn:
             from torchao.float8 import _auto_filter_for_recipe
@@ -229,9 +243,8 @@ class TorchAOConverter(ModelConverter):
             wanted = set(names)
             convert_to_float8_training(model, module_filter_fn=lambda module, fqn: fqn in wanted, config=config)
         elif self.recipe in MX_RECIPES:
-            spec = MXSpec.from_recipe(self.recipe)
             for name in names:
-                replace_module(model, name, MXTrainingLinear.from_linear(model.get_submodule(name), spec))
+                replace_module(model, name, MXTrainingLinear.from_linear(model.get_submodule(name), self._mx_spec))
         elif self.recipe == "mxfp4_qat":
             from torchao.prototype.qat import MXFakeQuantizeConfig, MXFakeQuantizedLinear
 
