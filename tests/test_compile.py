@@ -1,0 +1,106 @@
+"""`torch_compile` on the CPU through the real pretraining pipeline (the shipped corpus and tiny recipes, packed and
+padded): training gives the eager losses, and fixed-budget packed batches stop recompiling after the first steps.
+
+What is counted: the graphs dynamo compiles (`torch._dynamo.utils.counters["stats"]["unique_graphs"]`, one per
+compiled forward graph, first compilations and recompilations alike) after each optimizer step. The model has one
+graph break (the data-dependent selection of the masked rows), so a packed step runs two graphs; the first compilation
+sees the number of sequences and the padded row length already marked dynamic by the trainer, and the number of
+masked rows becomes dynamic at the one recompilation of the second graph (step 2 or 3). Nothing compiles after that.
+"""
+
+import pytest
+import torch
+from test_distributed_fixtures import ROOT
+from transformers import TrainerCallback
+
+from neobert_hf.cli.pretrain import parse_args
+from neobert_hf.training.pretrain import prepare_pretraining
+
+
+TINY = ROOT / "recipes" / "tiny"
+SMALL = [
+    "--dataset_name", str(ROOT / "data" / "corpus"), "--tokenizer_name", str(ROOT / "data" / "tokenizer"),
+    "--hidden_size", "32", "--num_hidden_layers", "1", "--num_attention_heads", "2", "--intermediate_size", "64",
+    "--train_split", "train[:400]", "--max_seq_length", "64", "--warmup_steps", "1", "--logging_steps", "1",
+    "--eval_strategy", "no", "--save_strategy", "no", "--save_final_checkpoint", "false",
+    "--preprocessing_num_workers", "1", "--report_to", "none", "--disable_tqdm", "true",
+]  # fmt: skip
+PACKED = ["--tokens_per_batch", "256"]
+PADDED = ["--per_device_train_batch_size", "8"]
+
+
+def compiled_graphs() -> int:
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
+
+
+class GraphsPerStep(TrainerCallback):
+    def __init__(self):
+        self.after_step: list[int] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.after_step.append(compiled_graphs())
+
+
+@pytest.fixture
+def fresh_dynamo(tmp_path, monkeypatch):
+    """An empty dynamo cache and counters, and an empty inductor cache (a warm cache would hide compile time; torch
+    2.13's CPU inductor also miscompiles some kernels when it reuses one across shapes, see test_modeling_attention)."""
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    torch._dynamo.reset()
+    counters.clear()
+    yield
+    torch._dynamo.reset()
+
+
+def train(tmp_path, recipe: str, shape: list[str], steps: int, backend: str | None):
+    argv = ["--config", str(TINY / recipe), *SMALL, *shape, "--max_steps", str(steps)]
+    argv += ["--output_dir", str(tmp_path / f"run-{backend}")]
+    if backend is not None:
+        argv += ["--torch_compile", "true", "--torch_compile_backend", backend]
+    setup = prepare_pretraining(*parse_args(argv))
+    trainer = setup.build_trainer()
+    graphs = GraphsPerStep()
+    trainer.add_callback(graphs)
+    trainer.train()
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e and "train_runtime" not in e]
+    return losses, graphs.after_step
+
+
+@pytest.mark.parametrize(
+    "recipe, shape, first_graphs",
+    [("pretrain.yaml", PACKED, 2), ("pretrain-padded.yaml", PADDED, 1)],
+    ids=["packed", "padded-full-logits"],
+)
+def test_compiled_training_stops_recompiling_and_matches_eager(tmp_path, fresh_dynamo, recipe, shape, first_graphs):
+    """8 steps of the real pipeline through dynamo (aot_eager: the graphs and guards of inductor without its code
+    generation, which the inductor tests cover). The padded recipe uses the full-logits loss: one graph, no break."""
+    eager, _ = train(tmp_path, recipe, shape, steps=8, backend=None)
+    compiled, graphs = train(tmp_path, recipe, shape, steps=8, backend="aot_eager")
+    assert compiled == pytest.approx(eager, rel=1e-5)
+    # packed: the encoder up to the masked-row selection, then the decoder and loss
+    assert graphs[0] == first_graphs, graphs
+    assert graphs[-1] <= first_graphs + 1, graphs  # at most one recompilation (the masked-row count) ...
+    assert graphs[2:] == [graphs[2]] * (len(graphs) - 2), graphs  # ... and none after step 3
+
+
+def test_inductor_compiles_packed_training(tmp_path, fresh_dynamo):
+    """inductor (C++ code generation with the system compiler) on packed batches: 4 steps give the eager losses and the
+    same compilation count as above."""
+    with torch._inductor.config.patch(compile_threads=1):  # no worker pool: faster on a 2-core machine
+        compiled, graphs = train(tmp_path, "pretrain.yaml", PACKED, steps=4, backend="inductor")
+    eager, _ = train(tmp_path, "pretrain.yaml", PACKED, steps=4, backend=None)
+    assert compiled == pytest.approx(eager, rel=1e-4)
+    assert graphs[0] == 2 and graphs[-1] <= 3 and graphs[2] == graphs[3], graphs
+
+
+@pytest.mark.slow
+def test_inductor_compiles_padded_training(tmp_path, fresh_dynamo):
+    with torch._inductor.config.patch(compile_threads=1):
+        compiled, graphs = train(tmp_path, "pretrain-padded.yaml", PADDED, steps=4, backend="inductor")
+    eager, _ = train(tmp_path, "pretrain-padded.yaml", PADDED, steps=4, backend=None)
+    assert compiled == pytest.approx(eager, rel=1e-4)
+    assert graphs[-1] <= 3 and graphs[2] == graphs[3], graphs
