@@ -320,6 +320,16 @@ def test_resume_latest_continues_exactly(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_resume_with_other_packing_settings_is_refused(tmp_path, capsys):
+    output_dir = tmp_path / "out"
+    assert pretrain(output_dir, "--max_steps", "2") == 0
+    capsys.readouterr()
+    _fails_cleanly(
+        capsys, output_dir, "--max_steps", "4", "--tokens_per_batch", "512", "--resume_from_checkpoint", "latest",
+        message="other settings", existing=True,
+    )  # fmt: skip
+
+
 def test_final_checkpoint_loads_and_fills_mask(tmp_path, capsys):
     output_dir = tmp_path / "out"
     assert pretrain(output_dir, "--eval_strategy", "steps", "--eval_steps", "2") == 0
