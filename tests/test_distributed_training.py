@@ -142,3 +142,13 @@ def test_fsdp1_accelerate_config_fails_before_training(tmp_path):
     assert completed.returncode != 0
     assert "supports FSDP2 (fully_shard) only" in completed.stderr + completed.stdout
     assert not (output / "checkpoints").exists()
+
+
+def test_fsdp_config_on_cpu_processes_is_an_error_not_silent_ddp(tmp_path, monkeypatch):
+    """accelerate enables FSDP only for GPU process groups; on CPU the trainer refuses instead of training with DDP."""
+    from test_training_fixtures import make_args, make_trainer
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_VERSION", "2")
+    with pytest.raises(ValueError, match="enables FSDP only for GPU processes"):
+        make_trainer(make_args(tmp_path))

@@ -33,7 +33,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import EvalLoopOutput
 from transformers.utils import logging
 
-from .arguments import NeoBERTTrainingArguments
+from .arguments import FSDP1_ERROR, NeoBERTTrainingArguments
 from .callbacks import (
     CompactPrinterCallback,
     CompactProgressCallback,
@@ -111,6 +111,7 @@ class NeoBERTTrainer(CleanHubPushMixin, CheckpointTreeMixin, Trainer):
                 "checkpoint options would be missing."
             )
         super().__init__(model=model, args=args, **kwargs)
+        self._check_sharding()
         # compute_loss always hands num_items_in_batch to the model, so the Trainer must count it.
         self.model_accepts_loss_kwargs = True
         if self.args.world_size > 1 and not self.args.average_tokens_across_devices:
@@ -158,6 +159,19 @@ class NeoBERTTrainer(CleanHubPushMixin, CheckpointTreeMixin, Trainer):
         self._data_state_restored = False
         self._pending_rng_checkpoint: str | None = None
         self._resumed_step = -1
+
+    def _check_sharding(self) -> None:
+        """FSDP must be version 2, and an accelerate config that asks for FSDP must get it (accelerate enables FSDP
+        only for GPU process groups: on CPU processes it would train with DDP without a word)."""
+        plugin = getattr(self.accelerator.state, "fsdp_plugin", None)
+        if self.is_fsdp_enabled and getattr(plugin, "fsdp_version", 1) != 2:
+            raise ValueError(FSDP1_ERROR.format(source=f"the accelerator's FSDP plugin, version {plugin.fsdp_version}"))
+        if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and not self.is_fsdp_enabled:
+            raise ValueError(
+                f"The accelerate config asks for FSDP (distributed_type: FSDP), but this run is on {self.args.device} "
+                f"({self.accelerator.distributed_type}) and accelerate enables FSDP only for GPU processes: it would "
+                "train with plain DDP instead. Launch with recipes/accelerate/ddp.yaml on CPU processes."
+            )
 
     # ------------------------------------------------------------------------------------------------------------------
     # Loss
