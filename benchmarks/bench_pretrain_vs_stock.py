@@ -158,7 +158,11 @@ def _training_args(output_dir: str, batch_size: int, max_steps: int, seed: int):
 
 
 def _nonembedding_params(model, names=("embed", "decoder", "lm_head", "predictions", "head")) -> int:
-    return sum(p.numel() for n, p in model.named_parameters() if not any(k in n for k in names))
+    """Parameters without the token embedding (NeoBERT's is `model.encoder`, a lookup, not a matmul) and the head."""
+    embedding = model.get_input_embeddings().weight
+    return sum(
+        p.numel() for n, p in model.named_parameters() if p is not embedding and not any(k in n for k in names)
+    )
 
 
 def worker(opts) -> None:
