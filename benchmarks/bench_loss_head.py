@@ -12,7 +12,8 @@ positions set, the rest -100; the decoder is `nn.Linear(H, V=30522)`.
 
 Time: `--warmup` untimed then `--repeats` timed forward+backward calls, interleaved across variants in one process;
 median. Memory: one fresh subprocess per variant and repeat: baseline RSS after building the inputs and the decoder
-(and one warm-up call of a 1-row problem, for the thread pools), then `ru_maxrss` after one forward+backward;
+(and one warm-up call of a 1-row problem, for the thread pools) with the high-water mark reset
+(`/proc/self/clear_refs`), then `ru_maxrss` after one forward+backward;
 the table reports the peak minus baseline (the head's working memory: logits, their gradient, softmax buffers).
 
     python benchmarks/bench_loss_head.py
@@ -77,6 +78,10 @@ def memory_worker(opts):
     small = torch.full_like(labels, -100)
     small.view(-1)[0] = 1
     step("masked", hidden, small, decoder)  # thread pools, allocator warm-up: a 1-row problem
+    # The process peak so far (imports, building the inputs) can exceed the head's own working set: reset the
+    # high-water mark (Linux clear_refs 5 resets VmHWM, which ru_maxrss reports) before the measured step.
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
     base = rss_kib()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     step(opts.memory_worker, hidden, labels, decoder)
