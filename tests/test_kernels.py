@@ -27,6 +27,18 @@ from neobert_hf.kernels import (
 from neobert_hf.modeling.modeling_neobert import NeoBERTRMSNorm, NeoBERTSwiGLU, masked_lm_loss
 
 
+@pytest.fixture
+def run_log(caplog):
+    """The INFO messages of the `neobert_hf.pretrain` loggers, also after the CLI has stopped their propagation."""
+    logger = logging.getLogger("neobert_hf.pretrain")
+    level = logger.level
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.INFO)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+    logger.setLevel(level)
+
+
 def model_and_batch(seed=0):
     torch.manual_seed(seed)
     model = NeoBERTForMaskedLM(tiny_config())
@@ -45,21 +57,18 @@ def test_torch_is_used_as_asked():
     assert resolve_kernel_backend("torch", "cuda") == "torch"
 
 
-def test_auto_picks_torch_on_cpu_and_says_why(caplog):
-    with caplog.at_level(logging.INFO, logger="neobert_hf.pretrain.kernels"):
-        assert resolve_kernel_backend("auto", "cpu") == "torch"
-    assert "kernel_backend=auto: using torch (no CUDA device (training on cpu))" in caplog.text
+def test_auto_picks_torch_on_cpu_and_says_why(run_log):
+    assert resolve_kernel_backend("auto", "cpu") == "torch"
+    assert "kernel_backend=auto: using torch (no CUDA device (training on cpu))" in run_log.text
 
 
-def test_auto_picks_liger_on_cuda_only_when_installed(monkeypatch, caplog):
+def test_auto_picks_liger_on_cuda_only_when_installed(monkeypatch, run_log):
     monkeypatch.setattr(kernels_module, "is_available", lambda name: False)
-    with caplog.at_level(logging.INFO, logger="neobert_hf.pretrain.kernels"):
-        assert resolve_kernel_backend("auto", "cuda") == "torch"
-    assert 'liger-kernel is not installed (pip install "neobert-hf[liger]")' in caplog.text
+    assert resolve_kernel_backend("auto", "cuda") == "torch"
+    assert 'liger-kernel is not installed (pip install "neobert-hf[liger]")' in run_log.text
     monkeypatch.setattr(kernels_module, "is_available", lambda name: name == "liger_kernel")
-    with caplog.at_level(logging.INFO, logger="neobert_hf.pretrain.kernels"):
-        assert resolve_kernel_backend("auto", "cuda") == "liger"
-    assert "kernel_backend=auto: using liger" in caplog.text
+    assert resolve_kernel_backend("auto", "cuda") == "liger"
+    assert "kernel_backend=auto: using liger" in run_log.text
 
 
 @pytest.mark.skipif(is_available("liger_kernel"), reason="liger-kernel is installed")
@@ -232,16 +241,15 @@ def test_liger_refuses_a_converted_decoder(fake_liger):
         ({"masked_logits_only_loss": False}, "masked_logits_only_loss=false"),
     ],
 )
-def test_auto_keeps_torch_kernels_when_the_run_needs_logits(fake_liger, monkeypatch, caplog, tmp_path, overrides, reason):
+def test_auto_keeps_torch_kernels_when_the_run_needs_logits(fake_liger, monkeypatch, run_log, tmp_path, overrides, reason):
     from test_training_fixtures import make_args, make_trainer
 
     monkeypatch.setattr(kernels_module, "is_available", lambda name: name == "liger_kernel")
     callback = PrecisionCallback(PrecisionArguments())
     callback._build(torch.device("cuda"))  # as on a GPU with liger-kernel installed
-    with caplog.at_level(logging.INFO, logger="neobert_hf.pretrain"):
-        trainer = make_trainer(make_args(tmp_path, **overrides), callbacks=[callback])
+    trainer = make_trainer(make_args(tmp_path, **overrides), callbacks=[callback])
     assert callback.kernel_backend == "torch" and "forward" not in vars(trainer.model)
-    assert f"kernel_backend=auto: using torch instead of liger ({reason}" in caplog.text
+    assert f"kernel_backend=auto: using torch instead of liger ({reason}" in run_log.text
     liger = PrecisionCallback(PrecisionArguments())
     liger._build(torch.device("cuda"))
     trainer = make_trainer(make_args(tmp_path / "liger"), callbacks=[liger])
