@@ -534,6 +534,7 @@ def test_quartet_missing_kernels_name_the_github_installs():
         build_converter(args, "cpu")
     message = str(excinfo.value)
     assert "qutlass @ git+https://github.com/IST-DASLab/qutlass.git" in message
+    assert "quartet2 @ git+https://github.com/IST-DASLab/Quartet-II.git#subdirectory=kernels" in message
     assert "Blackwell sm120a" in message
 
 

@@ -342,7 +342,8 @@ def check_precision_training_args(precision: PrecisionArguments, training_args: 
                 "precompute_float8_dynamic_scale_for_fsdp only has an effect with FSDP2 (fsdp set, fsdp_config "
                 f"version 2); this run uses {'no FSDP' if fsdp_version(training_args) is None else 'FSDP1'}."
             )
-        mx_scaled = precision.torchao_recipe in (*MX_RECIPES, "mxfp4_qat")
+        # The emulated MX recipes (the others need a Blackwell GPU and fail on the CPU with that reason).
+        mx_scaled = precision.torchao_recipe in ("mxfp8_emulated", "mxfp4_emulated", "mxfp4_qat")
         if mx_scaled and getattr(training_args, "torch_compile", False) and _trains_on_cpu(training_args):
             if not _inductor_cpu_has_e8m0():
                 raise ValueError(

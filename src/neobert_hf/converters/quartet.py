@@ -17,7 +17,7 @@ import functools
 import torch
 from torch import nn
 
-from ..import_utils import require
+from ..import_utils import install_command, is_available
 from .arguments import PrecisionArguments
 from .base import ModelConverter, register_converter, replace_module, require_capability
 
@@ -94,8 +94,13 @@ class QuartetConverter(ModelConverter):
         super().__init__("quartet_ii", filter_fqns, skip_first_last_linear)
         device = torch.device(device)
         what = "precision_backend=quartet2 (Quartet-II NVFP4 kernels, bf16)"
-        require("qutlass", f"{what}, on Blackwell sm120a GPUs,")
-        require("quartet2", f"{what}, on Blackwell sm120a GPUs,")
+        missing = [name for name in ("qutlass", "quartet2") if not is_available(name)]
+        if missing:
+            commands = " && ".join(install_command(name) for name in missing)
+            raise ImportError(
+                f"{what}, on Blackwell sm120a GPUs, needs {' and '.join(missing)}, which are published on GitHub only "
+                f"(qutlass first). Install with: {commands}"
+            )
         require_capability(device, _QUARTET_CAPABILITY, what)
         import qutlass
 
