@@ -55,7 +55,7 @@ def resolve_kernel_backend(
 
     Raises:
         `ImportError`: `liger` without liger-kernel (names `pip install "neobert-hf[liger]"`).
-        `RuntimeError`: `liger` on a device other than CUDA.
+        [`~neobert_hf.converters.base.HardwareError`] (a `ValueError`): `liger` on a device other than CUDA.
         `ValueError`: an unknown backend.
     """
     device = torch.device(device)
@@ -64,7 +64,9 @@ def resolve_kernel_backend(
     if requested == "liger":
         require("liger_kernel", "kernel_backend=liger")
         if device.type != "cuda":
-            raise RuntimeError(
+            from .converters.base import HardwareError
+
+            raise HardwareError(
                 f"kernel_backend=liger runs Liger's Triton kernels on CUDA GPUs, but this run is on {device.type}. Use "
                 "kernel_backend torch (exact, PyTorch) or auto."
             )

@@ -36,6 +36,7 @@ from .arguments import PrecisionArguments
 
 __all__ = [
     "ConversionReport",
+    "HardwareError",
     "ModelConverter",
     "PREPARATION_ORDER",
     "build_converter",
@@ -224,7 +225,8 @@ def build_converter(precision: PrecisionArguments, device: torch.device | str = 
 
     Raises:
         `ImportError`: the backend's package is missing (the message names the install command).
-        `RuntimeError`: the device cannot run the recipe (the message names the GPU generation it needs).
+        [`HardwareError`] (a `ValueError`): the device cannot run the recipe (the message names the GPU generation it
+            needs).
     """
     if not precision.enabled:
         return None
@@ -237,6 +239,11 @@ def build_converter(precision: PrecisionArguments, device: torch.device | str = 
 # ---------------------------------------------------------------------------------------------------------------------
 # Hardware
 # ---------------------------------------------------------------------------------------------------------------------
+
+
+class HardwareError(ValueError, RuntimeError):
+    """The device of this run cannot run the requested recipe (a configuration error: `neobert-hf pretrain` reports it
+    before anything is written)."""
 
 
 def resolve_device(training_args) -> torch.device:
@@ -259,14 +266,14 @@ def require_capability(device: torch.device, minimum: tuple[int, int], what: str
     `cpu_ok`).
 
     Raises:
-        `RuntimeError`: naming the GPU generation `what` needs and the device of this run.
+        [`HardwareError`]: naming the GPU generation `what` needs and the device of this run.
     """
     generation = _GENERATIONS.get(minimum, f"sm{minimum[0]}{minimum[1]}+")
     if device.type == "cpu" and cpu_ok:
         return
     if device.type != "cuda":
         where = "or the CPU " if cpu_ok else ""
-        raise RuntimeError(
+        raise HardwareError(
             f"{what} needs an NVIDIA GPU of compute capability {minimum[0]}.{minimum[1]}+ ({generation}) {where}but "
             f"this run is on {device.type}."
         )
@@ -275,7 +282,7 @@ def require_capability(device: torch.device, minimum: tuple[int, int], what: str
     capability = cuda_capability(device)
     if capability < minimum:
         name = torch.cuda.get_device_name(device)
-        raise RuntimeError(
+        raise HardwareError(
             f"{what} needs compute capability {minimum[0]}.{minimum[1]}+ ({generation}); this GPU ({name}) is "
             f"sm{capability[0]}{capability[1]}."
         )

@@ -77,7 +77,7 @@ class QuartetConverter(ModelConverter):
     Raises:
         `ImportError`: `quartet2` or `qutlass` missing (names the `pip install ... @ git+https://...` commands), or a
             `qutlass` without the NVFP4 matmul kernel.
-        `RuntimeError`: not a Blackwell sm120 GPU.
+        [`HardwareError`]: not a Blackwell sm120 GPU.
     """
 
     backend = "quartet2"

@@ -153,7 +153,7 @@ class TorchAOConverter(ModelConverter):
 
     Raises:
         `ImportError`: torchao is not installed (names `pip install "neobert-hf[torchao]"`).
-        `RuntimeError`: the device cannot run the recipe (names the GPU generation it needs).
+        [`HardwareError`]: the device cannot run the recipe (names the GPU generation it needs).
     """
 
     backend = "torchao"

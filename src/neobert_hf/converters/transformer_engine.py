@@ -27,7 +27,7 @@ from torch import nn
 
 from ..import_utils import require
 from .arguments import PrecisionArguments
-from .base import ModelConverter, register_converter, replace_module, require_capability
+from .base import HardwareError, ModelConverter, register_converter, replace_module, require_capability
 
 
 __all__ = ["TransformerEngineConverter", "build_te_recipe"]
@@ -91,13 +91,13 @@ def _check_te_support(te: Any, recipe: str) -> None:
     else:
         legacy = {"is_fp8_available": "check_fp8_support", "is_mxfp8_available": "check_mxfp8_support"}.get(probe)
         if legacy is None or not hasattr(getattr(te, "fp8", None), legacy):
-            raise RuntimeError(
+            raise ImportError(
                 f"te_recipe={recipe} needs a Transformer Engine version that provides {probe}; upgrade it: "
                 'pip install -U "neobert-hf[transformer-engine]"'
             )
         supported, reason = getattr(te.fp8, legacy)()
     if not supported:
-        raise RuntimeError(f"Transformer Engine cannot run te_recipe={recipe} on this machine: {reason}")
+        raise HardwareError(f"Transformer Engine cannot run te_recipe={recipe} on this machine: {reason}")
 
 
 @register_converter("transformer_engine")
@@ -113,7 +113,7 @@ class TransformerEngineConverter(ModelConverter):
     Raises:
         `ImportError`: Transformer Engine is not installed (names `pip install "neobert-hf[transformer-engine]"` and
             the GPU it needs).
-        `RuntimeError`: no suitable GPU (names the generation), or TE reports the recipe unsupported here.
+        [`HardwareError`]: no suitable GPU (names the generation), or TE reports the recipe unsupported here.
     """
 
     backend = "transformer_engine"
