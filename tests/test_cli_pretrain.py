@@ -198,6 +198,11 @@ def test_new_run_over_an_earlier_one_is_refused(tmp_path, capsys):
     assert pretrain(output_dir, "--max_steps", "1") == 0
     capsys.readouterr()
     _fails_cleanly(capsys, output_dir, message="--resume_from_checkpoint latest", existing=True)
+    # Resuming a finished run with the same max_steps would train past it: refused, nothing written.
+    _fails_cleanly(
+        capsys, output_dir, "--max_steps", "1", "--resume_from_checkpoint", "latest", message="that run is complete",
+        existing=True,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------------------

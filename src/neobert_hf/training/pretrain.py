@@ -20,6 +20,7 @@ trainer = run_pretraining(
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -41,7 +42,13 @@ from ..data import (
 from ..converters.arguments import PrecisionArguments
 from ..modeling import NeoBERTConfig, NeoBERTForMaskedLM
 from .arguments import NeoBERTTrainingArguments
-from .checkpointing import CheckpointError, list_checkpoints, load_data_state, resolve_checkpoint
+from .checkpointing import (
+    TRAINER_STATE_NAME,
+    CheckpointError,
+    list_checkpoints,
+    load_data_state,
+    resolve_checkpoint,
+)
 from .pretrain_arguments import ARCHITECTURE_FIELDS, DataArguments, ModelArguments
 
 
@@ -190,6 +197,13 @@ def _resolve_resume(args: NeoBERTTrainingArguments) -> str | None:
         raise CheckpointError(
             f"{path} holds no optimizer state (saved with save_only_model?), so training cannot resume from it. Start a "
             "new run from its weights instead: --model_name_or_path " + path
+        )
+    with open(os.path.join(path, TRAINER_STATE_NAME)) as handle:
+        step = json.load(handle).get("global_step", 0)
+    if step >= args.max_steps:
+        raise CheckpointError(
+            f"{path} is at step {step} and max_steps is {args.max_steps}: that run is complete. Pass a larger "
+            "--max_steps to train further (the learning-rate schedule then follows the new max_steps)."
         )
     if not args.ignore_data_skip and load_data_state(path) is None:
         raise CheckpointError(
