@@ -90,7 +90,9 @@ def test_cli_evaluates_local_tasks_end_to_end(evaluated, checkpoint):
     # mteb's own format: results/<model name as path>/<revision>/<task>.json, readable by mteb's TaskResult.
     from mteb import TaskResult
 
-    model_dir = out / "results" / "neobert-hf__run0-step7"  # <run>/checkpoints/<step> -> run-step
+    # <run>/checkpoints/<step> -> neobert-hf/<run>-step<step> (the run folder is run0, run1, ... in a full session)
+    run_name = Path(checkpoint).parent.parent.name
+    model_dir = out / "results" / f"neobert-hf__{run_name}-step7"
     (revision_dir,) = [p for p in model_dir.iterdir() if p.is_dir()]
     assert {p.name for p in revision_dir.glob("*.json")} >= {"tiny-sts.json", "tiny-beir.json"}
     sts_result = TaskResult.from_disk(revision_dir / "tiny-sts.json")
