@@ -160,6 +160,20 @@ class NeoBERTTrainer(CleanHubPushMixin, CheckpointTreeMixin, Trainer):
         self._pending_rng_checkpoint: str | None = None
         self._resumed_step = -1
 
+    def _build_accelerator_args(self, **kwargs) -> dict[str, Any]:
+        """`torch_compile` traces with dynamic shapes from the first compilation (`torch.compile(dynamic=True)`): the
+        number of packed sequences, the longest one, the padded row length and the number of masked rows change from
+        batch to batch, so a static trace would recompile for new sizes until dynamo gives up, and dynamo's automatic
+        dynamic shapes would still recompile once per size the first time it changes, possibly late in a run. Weight
+        shapes stay static."""
+        args = super()._build_accelerator_args(**kwargs)
+        plugin = args.get("dynamo_plugin")
+        if self.args.torch_compile and plugin is not None and plugin.dynamic is not True and plugin.backend != "NEURON":
+            if plugin.dynamic is False:  # `accelerate launch` exports its config's dynamo_use_dynamic, False unless set
+                logger.info("torch_compile: compiling with dynamic shapes (ignoring accelerate's dynamo_use_dynamic).")
+            plugin.dynamic = True
+        return args
+
     def _check_sharding(self) -> None:
         """FSDP must be version 2, and an accelerate config that asks for FSDP must get it (accelerate enables FSDP
         only for GPU process groups: on CPU processes it would train with DDP without a word)."""
@@ -247,46 +261,6 @@ class NeoBERTTrainer(CleanHubPushMixin, CheckpointTreeMixin, Trainer):
             f"{last or 'none'}. Try a lower learning_rate, a longer warmup, gradient clipping (max_grad_norm), bf16 "
             "instead of lower precision, or check the data for broken batches; then resume from the last checkpoint."
         )
-
-    def _prepare_inputs(self, inputs: dict[str, torch.Tensor | Any]) -> dict[str, torch.Tensor | Any]:
-        inputs = super()._prepare_inputs(inputs)
-        if self.args.torch_compile and isinstance(inputs, dict):
-            inputs = self._stable_compile_shapes(inputs)
-        return inputs
-
-    def _stable_compile_shapes(self, inputs: dict[str, torch.Tensor | Any]) -> dict[str, torch.Tensor | Any]:
-        """Keeps `torch.compile` from recompiling as batches change: the sizes that vary from batch to batch are
-        marked dynamic before the first compilation (number of packed sequences, padded row length), and the longest
-        packed sequence, a Python int that would be specialized, is replaced by the data's fixed `max_seq_length`
-        (the padded view of the packed attention gets that width; results are unchanged). The number of masked rows,
-        produced inside the model, becomes dynamic at the first recompilation (second step)."""
-        inputs = dict(inputs)
-        cu = inputs.get("cu_seq_lens_q")
-        if torch.is_tensor(cu):
-            torch._dynamo.maybe_mark_dynamic(cu, 0)
-            if torch.is_tensor(inputs.get("cu_seq_lens_k")):
-                torch._dynamo.maybe_mark_dynamic(inputs["cu_seq_lens_k"], 0)
-            bound = self._packed_length_bound()
-            longest = inputs.get("max_length_q")
-            if bound is not None and isinstance(longest, int):
-                inputs["max_length_q"] = inputs["max_length_k"] = max(bound, longest)
-        elif torch.is_tensor(inputs.get("input_ids")) and inputs["input_ids"].dim() == 2:
-            for key in ("input_ids", "attention_mask", "labels"):
-                if torch.is_tensor(inputs.get(key)) and inputs[key].dim() == 2:
-                    torch._dynamo.maybe_mark_dynamic(inputs[key], 1)
-        return inputs
-
-    def _packed_length_bound(self) -> int | None:
-        """The largest `max_seq_length` declared by the train/eval datasets (e.g. [`~neobert_hf.data.MicrobatchDataset`]),
-        or `None` when none declares one."""
-        datasets = [self.train_dataset]
-        if isinstance(self.eval_dataset, dict):
-            datasets += list(self.eval_dataset.values())
-        else:
-            datasets.append(self.eval_dataset)
-        lengths = [getattr(d, "max_seq_length", None) for d in datasets]
-        lengths = [n for n in lengths if isinstance(n, int)]
-        return max(lengths) if lengths else None
 
     def get_batch_samples(self, epoch_iterator, num_batches: int, device: torch.device):
         start = time.perf_counter()
