@@ -152,3 +152,18 @@ def test_fsdp_config_on_cpu_processes_is_an_error_not_silent_ddp(tmp_path, monke
     monkeypatch.setenv("FSDP_VERSION", "2")
     with pytest.raises(ValueError, match="enables FSDP only for GPU processes"):
         make_trainer(make_args(tmp_path))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["ddp.yaml", "fsdp2.yaml"])
+def test_compiled_distributed_training_matches_one_process(tmp_path, single_process, config):
+    """torch_compile under accelerate launch (whose dynamo_use_dynamic is False unless set: the trainer compiles with
+    dynamic shapes anyway): DDP and FSDP2 match the eager single-process run."""
+    single, _ = single_process
+    output = tmp_path / "run"
+    script = ["-m", "neobert_hf.cli.main"] if config == "ddp.yaml" else [FIXTURES]
+    argv = pretrain_argv(output, "--torch_compile", "true", "--torch_compile_backend", "aot_eager")
+    completed = accelerate_launch(config, [*script, *argv], timeout=600)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert "recompil" not in completed.stderr.lower()
+    assert_same_training(output, single, grad_norm_rel=1e-4)
