@@ -167,3 +167,26 @@ def test_compiled_distributed_training_matches_one_process(tmp_path, single_proc
     assert completed.returncode == 0, completed.stderr[-4000:]
     assert "recompil" not in completed.stderr.lower()
     assert_same_training(output, single, grad_norm_rel=1e-4)
+
+
+@pytest.mark.slow
+def test_fsdp2_resume_is_exact(tmp_path):
+    """An FSDP2 run resumed from its step-2 checkpoint (sharded optimizer state, data position, RNG) continues exactly
+    as the uninterrupted run."""
+    import shutil
+
+    def run(output, *extra):
+        argv = pretrain_argv(output, "--save_strategy", "steps", "--save_steps", "2", *extra)
+        completed = accelerate_launch("fsdp2.yaml", [FIXTURES, *argv])
+        assert completed.returncode == 0, completed.stderr[-4000:]
+
+    run(tmp_path / "straight")
+    shutil.copytree(tmp_path / "straight" / "checkpoints" / "2", tmp_path / "resumed" / "checkpoints" / "2")
+    run(tmp_path / "resumed", "--resume_from_checkpoint", "latest")
+    straight, resumed = step_logs(tmp_path / "straight"), step_logs(tmp_path / "resumed")
+    assert [(e["step"], e["loss"]) for e in resumed[-2:]] == [(e["step"], e["loss"]) for e in straight[-2:]]
+    final = str(STEPS)
+    a = load_file(tmp_path / "straight" / "checkpoints" / final / "model.safetensors")
+    b = load_file(tmp_path / "resumed" / "checkpoints" / final / "model.safetensors")
+    for name, value in a.items():
+        assert torch.equal(value, b[name]), name
