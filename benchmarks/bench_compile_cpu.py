@@ -260,8 +260,9 @@ def report(payload: dict, opts) -> None:
     payload["compile_seconds"] = compile_seconds
     payload["speedup"] = median(compiled["tokens_per_second"]) / median(eager["tokens_per_second"])
     print(f"compile time (compiled warm-up - eager warm-up, cold inductor cache): {compile_seconds:.1f} s")
+    added = compiled["graphs_at_end"] - compiled["graphs_after_warmup"]
     print(f"graphs compiled: {compiled['graphs_after_first_step']} at step 1, {compiled['graphs_after_warmup']} after "
-          f"the warm-up, {compiled['graphs_at_end'] - compiled['graphs_after_warmup']} more during the timed rounds")  # fmt: skip
+          f"the warm-up, {added} more during the timed rounds")  # fmt: skip
 
 
 def main(argv=None):

@@ -46,9 +46,8 @@ def accelerate_launch(config: str, script: list[str], *, num_processes: int = 2,
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE / config),
         "--num_processes", str(num_processes), "--main_process_port", "0", *script,
     ]  # fmt: skip
-    return subprocess.run(
-        command, cwd=ROOT, env={**subprocess_env(), **(env or {})}, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    env = {**subprocess_env(), **(env or {})}
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def step_logs(output_dir: Path) -> list[dict]:

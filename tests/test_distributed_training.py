@@ -20,8 +20,8 @@ FIXTURES = str(ROOT / "tests" / "test_distributed_fixtures.py")
 
 
 def pretrain_argv(output_dir, *extra: str) -> list[str]:
-    return ["pretrain", "--config", str(TINY_RECIPE), *SMALL, "--max_steps", str(STEPS), "--output_dir", str(output_dir),
-            *extra]  # fmt: skip
+    return ["pretrain", "--config", str(TINY_RECIPE), *SMALL, "--max_steps", str(STEPS),
+            "--output_dir", str(output_dir), *extra]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,8 @@ FSDP1_ERROR = (
     "weight: FSDP2 gathers that weight for each decoder call, in forward and backward, and reshards it after (tested "
     "against single-process training). FSDP1 can reach full weights outside its wrapped forward only through "
     "summon_full_params, inside which forward and backward may not run, and transformers deprecates it. Set "
-    "fsdp_version: 2 in the accelerate config (recipes/accelerate/fsdp2.yaml) or fsdp_config={{\"version\": 2}}, or use "
-    "DDP (recipes/accelerate/ddp.yaml)."
+    "fsdp_version: 2 in the accelerate config (recipes/accelerate/fsdp2.yaml) or fsdp_config={{\"version\": 2}}, or "
+    "use DDP (recipes/accelerate/ddp.yaml)."
 )
 
 
@@ -191,7 +191,7 @@ class NeoBERTTrainingArguments(TrainingArguments):
         if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
             version = os.environ.get("FSDP_VERSION", "1")
             if version != "2":
-                source = f"accelerate launch FSDP_VERSION={version}; accelerate uses 1 when the config has no fsdp_version"
+                source = f"accelerate launch FSDP_VERSION={version}, its default when the config has no fsdp_version"
                 raise ValueError(FSDP1_ERROR.format(source=source))
 
     def _validate_muonclip(self) -> None:
