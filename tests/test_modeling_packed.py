@@ -9,7 +9,9 @@ from neobert_hf import NeoBERTForMaskedLM, NeoBERTModel
 from neobert_hf.modeling.modeling_neobert import (
     PackedMetadata,
     cu_seq_lens_from_position_ids,
+    packed_attention_forward,
     padded_view_attention_forward,
+    per_sequence_attention_forward,
     position_ids_from_cu_seq_lens,
 )
 
@@ -147,6 +149,57 @@ def test_padded_view_kernel_never_builds_total_square_mask(monkeypatch):
     out = padded_view_attention_forward(module, q, k, v, meta, scaling=8**-0.5)
     assert out.shape == (1, total, 2, 8)
     assert seen and max(seen) < total * total
+
+
+@pytest.mark.parametrize("use_sdpa", [True, False])
+def test_per_sequence_kernel_equals_padded_view_kernel(use_sdpa):
+    """The two exact packed kernels (per-sequence calls on CPU, one padded view on GPU / under compile) agree on
+    outputs and on the gradients of q, k and v, including zero-length entries of a fixed-size `cu_seq_lens`."""
+    torch.manual_seed(0)
+    lengths = [5, 1, 17, 0, 9, 30, 0]
+    total = sum(lengths)
+    cu = torch.nn.functional.pad(torch.cumsum(torch.tensor(lengths), 0), (1, 0)).to(torch.int32)
+    meta = PackedMetadata(cu, max(lengths), total)
+    assert meta.lengths == lengths
+    module = torch.nn.Module().eval()
+    inputs = [torch.randn(1, 2, total, 8, dtype=torch.float64) for _ in range(3)]
+    results = []
+    for kernel in (per_sequence_attention_forward, padded_view_attention_forward):
+        q, k, v = (x.clone().requires_grad_() for x in inputs)
+        out = kernel(module, q, k, v, meta, scaling=8**-0.5, use_sdpa=use_sdpa)
+        assert out.shape == (1, total, 2, 8)
+        (out * torch.arange(out.numel(), dtype=out.dtype).view_as(out).sin()).sum().backward()
+        results.append((out.detach(), q.grad, k.grad, v.grad))
+    # The eager reference takes its softmax in fp32 (as the released model), so it agrees to fp32 rounding only.
+    tolerance = 1e-12 if use_sdpa else 1e-6
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=tolerance, atol=tolerance)
+    # Every token attends within its own sequence only: perturbing one sequence leaves the others unchanged.
+    q, k, v = (x.clone() for x in inputs)
+    v[:, :, cu[2] : cu[3]] += 1.0
+    changed = per_sequence_attention_forward(module, q, k, v, meta, scaling=8**-0.5, use_sdpa=use_sdpa)
+    differs = (changed != results[0][0]).flatten(2).any(-1)[0]  # (T,)
+    assert differs.tolist() == [cu[2] <= t < cu[3] for t in range(total)]
+
+
+def test_cpu_packed_forward_uses_per_sequence_kernel(monkeypatch):
+    """Eager CPU execution runs one attention call per non-empty sequence and never builds a padded view."""
+    model = build("sdpa").eval()
+    sequences = make_sequences([3, 11, 7, 2])
+    calls = []
+    real_sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(query, *args, **kwargs):
+        calls.append((query.shape[0], query.shape[2], kwargs.get("attn_mask")))
+        return real_sdpa(query, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    with torch.no_grad():
+        model(**pack(sequences))
+    layers = model.config.num_hidden_layers
+    assert [length for _, length, _ in calls] == [3, 11, 7, 2] * layers
+    assert all(batch == 1 and mask is None for batch, _, mask in calls)
+    assert packed_attention_forward.__module__ == per_sequence_attention_forward.__module__
 
 
 def test_packed_input_errors():

@@ -122,6 +122,15 @@ class PackedMetadata:
         self.segment_ids = torch.searchsorted(cu[1:], token, right=True)  # (T,)
         self.offsets = token - cu[self.segment_ids]  # (T,)
         self.num_sequences = cu.numel() - 1
+        self._lengths: list[int] | None = None
+
+    @property
+    def lengths(self) -> list[int]:
+        """Sequence lengths as Python ints (zero for padding entries of `cu_seq_lens`), read from the device once
+        per forward and shared by all layers."""
+        if self._lengths is None:
+            self._lengths = (self.cu_seq_lens[1:] - self.cu_seq_lens[:-1]).tolist()
+        return self._lengths
 
     def attention_kwargs(self) -> dict:
         """Keyword arguments understood by transformers' flash attention path (varlen kernel)."""
@@ -161,9 +170,15 @@ class NeoBERTRotaryEmbedding(nn.Module):
 
 def apply_rotary_pos_emb(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotates pairs `(x[2i], x[2i+1])` of `x` `(B, S, nH, Dh)` (the complex-multiplication form), in fp32."""
+    cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # (B, S, 1, Dh/2)
+    if x.device.type in ("cpu", "cuda") and not torch.compiler.is_compiling():
+        # One complex multiplication: the same products and sums as below, in one kernel instead of six strided ones
+        # plus a stack (measured 2x faster forward+backward on CPU). Inductor has no complex codegen, so compiled
+        # graphs take the real form, which it fuses.
+        pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))  # (B, S, nH, Dh/2)
+        return torch.view_as_real(pairs * torch.complex(cos, sin)).flatten(-2).type_as(x)
     pairs = x.float().reshape(*x.shape[:-1], -1, 2)  # (B, S, nH, Dh/2, 2)
     x0, x1 = pairs.unbind(-1)
-    cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # (B, S, 1, Dh/2)
     rotated = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)  # (B, S, nH, Dh/2, 2)
     return rotated.flatten(-2).type_as(x)
 
@@ -197,6 +212,54 @@ def eager_attention_forward(
     return out, probs
 
 
+def packed_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    packed: PackedMetadata,
+    scaling: float,
+    dropout: float = 0.0,
+    use_sdpa: bool = True,
+) -> torch.Tensor:
+    """Exact packed attention for `sdpa`/`eager`: one kernel call per sequence in eager CPU execution, a single
+    padded view otherwise (GPU: one launch instead of one per sequence; `torch.compile`: no Python list of lengths
+    to specialise on). `query/key/value` `(1, nH, T, Dh)`; returns `(1, T, nH, Dh)`."""
+    if query.device.type == "cpu" and not torch.compiler.is_compiling():
+        return per_sequence_attention_forward(module, query, key, value, packed, scaling, dropout, use_sdpa)
+    return padded_view_attention_forward(module, query, key, value, packed, scaling, dropout, use_sdpa)
+
+
+def per_sequence_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    packed: PackedMetadata,
+    scaling: float,
+    dropout: float = 0.0,
+    use_sdpa: bool = True,
+) -> torch.Tensor:
+    """Exact packed attention as one unmasked attention call per sequence on zero-copy slices of the packed row:
+    `sum(l_i^2)` work (a padded view does `n * max(l_i)^2`), no mask, no gather or scatter.
+
+    `query/key/value` `(1, nH, T, Dh)`; returns `(1, T, nH, Dh)`.
+    """
+    p = dropout if module.training else 0.0
+    outputs = []
+    for q, k, v in zip(*(x.split(packed.lengths, dim=2) for x in (query, key, value))):
+        if q.shape[2] == 0:  # zero-length entry of a padded cu_seq_lens
+            continue
+        if use_sdpa:
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=p, scale=scaling).transpose(1, 2)
+        else:
+            out, _ = eager_attention_forward(module, q, k, v, None, scaling=scaling, dropout=dropout)
+        outputs.append(out)  # (1, l, nH, Dh)
+    if len(outputs) == 1:
+        return outputs[0]
+    return torch.cat(outputs, dim=1)  # (1, T, nH, Dh)
+
+
 def padded_view_attention_forward(
     module: nn.Module,
     query: torch.Tensor,
@@ -224,7 +287,9 @@ def padded_view_attention_forward(
         return x[0][:, index].transpose(0, 1)  # (nH, T, Dh) -> (nH, n, L, Dh) -> (n, nH, L, Dh)
 
     q, k, v = to_view(query), to_view(key), to_view(value)
-    mask = valid[:, None, None, :]  # (n, 1, 1, L), True = keep
+    # Slot 0 is kept for every row: it is a real token of every non-empty sequence, and it gives the rows of
+    # zero-length entries (a padded cu_seq_lens) a finite softmax, whose outputs are never read back.
+    mask = (valid | (slot == 0))[:, None, None, :]  # (n, 1, 1, L), True = keep
     if use_sdpa:
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=dropout if module.training else 0.0, scale=scaling
@@ -369,7 +434,7 @@ class NeoBERTEncoderBlock(GradientCheckpointingLayer):
 
         weights = None
         if packed is not None and implementation in ("sdpa", "eager"):
-            out = padded_view_attention_forward(
+            out = packed_attention_forward(
                 self, q, k, v, packed, self.scaling, dropout, use_sdpa=implementation == "sdpa"
             )
         else:
