@@ -352,3 +352,21 @@ def test_final_checkpoint_loads_and_fills_mask(tmp_path, capsys):
     predictions = fill("a [MASK] is a domestic animal.")
     assert len(predictions) == 5 and all(isinstance(p["token_str"], str) for p in predictions)
     assert abs(sum(p["score"] for p in predictions)) <= 1.0 + 1e-6
+
+
+def test_run_args_record_names_the_data_in_checkpoint_cards(tmp_path):
+    """`run_args.json` holds every parsed argument of the run, so each checkpoint's model card names its data and
+    model; a run refused before training writes no record."""
+    output_dir = tmp_path / "out"
+    assert pretrain(output_dir, "--save_strategy", "steps", "--save_steps", "2") == 0
+    record = json.loads((output_dir / "run_args.json").read_text())
+    assert record["dataset_name"] == CORPUS and record["train_split"] == "train[:300]"
+    assert record["hidden_size"] == 32 and record["tokens_per_batch"] == 256 and record["max_steps"] == 3
+    assert record["learning_rate"] == 1e-3 and record["output_dir"] == str(output_dir)
+    for step in (2, 3):
+        card = (output_dir / "checkpoints" / str(step) / "README.md").read_text()
+        assert f"| data | {CORPUS} |" in card, card
+
+    refused = tmp_path / "refused"
+    assert pretrain(refused, "--fp16", "true") == 2
+    assert not refused.exists()

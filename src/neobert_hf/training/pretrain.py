@@ -59,6 +59,7 @@ logger = logging.getLogger("neobert_hf.pretrain")
 _CUDA_ONLY_ATTENTION = ("flash_attention_2", "flash_attention_3", "torch_varlen")
 _PREPROCESSED_TOKENIZER = "tokenizer"
 _PREPROCESS_INFO = "preprocess_info.json"
+RUN_ARGS_NAME = "run_args.json"
 
 
 @dataclass
@@ -93,10 +94,35 @@ class PretrainingSetup:
     precision_args: PrecisionArguments | None = None
     callbacks: list = dataclasses.field(default_factory=list)
 
+    def run_args(self) -> dict[str, Any]:
+        """Every parsed argument of the run as one JSON-ready dict (model, data, precision, training), the record
+        that `run_args.json` holds and that the model cards of the run's checkpoints read (data, hyperparameters)."""
+        record: dict[str, Any] = {}
+        for group in (self.model_args, self.data_args, self.precision_args):
+            if group is not None:
+                record.update(dataclasses.asdict(group))
+        record.update(self.training_args.to_dict())
+        return json.loads(json.dumps(record, default=str))
+
+    def save_run_args(self) -> str | None:
+        """Writes `<output_dir>/run_args.json` (main process only; written to a temporary name, then renamed) and
+        returns its path, or `None` on the other processes. A resumed run rewrites it with its own arguments."""
+        if self.training_args.process_index != 0:
+            return None
+        os.makedirs(self.training_args.output_dir, exist_ok=True)
+        path = os.path.join(self.training_args.output_dir, RUN_ARGS_NAME)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(self.run_args(), handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        os.replace(tmp, path)
+        return path
+
     def build_trainer(self):
-        """The [`NeoBERTTrainer`] of this setup (creates `output_dir`)."""
+        """The [`NeoBERTTrainer`] of this setup (creates `output_dir` and writes `run_args.json` there)."""
         from .trainer import NeoBERTTrainer
 
+        self.save_run_args()
         return NeoBERTTrainer(
             model=self.model,
             args=self.training_args,
