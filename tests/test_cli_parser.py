@@ -14,6 +14,8 @@ class Extra:
     kind: str = dataclasses.field(default="a", metadata={"help": "a kind", "choices": ["a", "b"]})
     tags: list[str] | None = dataclasses.field(default=None, metadata={"help": "tags"})
     note: str | None = dataclasses.field(default="x", metadata={"help": "nullable"})
+    size: int | None = dataclasses.field(default=None, metadata={"help": "optional int"})
+    count: int = dataclasses.field(default=3, metadata={"help": "required int"})
 
 
 def write(tmp_path, text):
@@ -45,6 +47,24 @@ def test_null_overridden_on_command_line(tmp_path, parser):
     recipe = write(tmp_path, f"output_dir: {tmp_path}\nnote: null\n")
     extra, _ = parser.parse_args_and_config(["--config", recipe, "--note", "y"])
     assert extra.note == "y"
+
+
+def test_command_line_none_unsets_an_optional_recipe_value(tmp_path, parser):
+    """`--key none`/`null` switches off an optional value that the recipe sets; other values still parse; a field
+    that cannot be None keeps refusing it."""
+    recipe = write(tmp_path, f"output_dir: {tmp_path}\nsize: 256\nnote: y\neval_steps: 10\n")
+    extra, args = parser.parse_args_and_config(["--config", recipe])
+    assert extra.size == 256 and extra.note == "y" and args.eval_steps == 10
+    extra, args = parser.parse_args_and_config(["--config", recipe, "--size", "None", "--report_to", "none"])
+    assert extra.size is None and args.report_to == []  # a string field keeps "none" as its value
+    extra, _ = parser.parse_args_and_config(["--config", recipe, "--size", "null"])
+    assert extra.size is None
+    extra, _ = parser.parse_args_and_config(["--config", recipe, "--size", "7"])
+    assert extra.size == 7
+    with pytest.raises(ConfigError, match="invalid int value: 'x'"):
+        parser.parse_args_and_config(["--config", recipe, "--size", "x"])
+    with pytest.raises(ConfigError, match="invalid int value: 'none'"):
+        parser.parse_args_and_config(["--config", recipe, "--count", "none"])
 
 
 @pytest.mark.parametrize(

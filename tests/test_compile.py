@@ -5,8 +5,10 @@ What is counted: the graphs dynamo compiles (`torch._dynamo.utils.counters["stat
 compiled forward graph, first compilations and recompilations alike) after each optimizer step. The trainer compiles
 with dynamic shapes from the start (`NeoBERTTrainer._build_accelerator_args`): the number of packed sequences, the
 longest one and the number of masked rows change with every fixed-budget packed batch. The model has one graph break
-(the data-dependent selection of the masked rows), so a packed step runs two graphs; the padded recipe's full-logits
-loss has none.
+(the data-dependent selection of the masked rows), so a packed step runs two graphs; with the tiny recipe's
+`loss_chunk_size` the chunked loss runs eagerly between them (`torch.compiler.disable`: its loop over the masked rows
+would otherwise recompile for every count), a third graph holds the division by the token count; the padded recipe's
+full-logits loss has no break.
 """
 
 import pytest
@@ -73,8 +75,12 @@ def train(tmp_path, recipe: str, shape: list[str], steps: int, backend: str | No
 
 @pytest.mark.parametrize(
     "recipe, shape, graphs_per_step",
-    [("pretrain.yaml", PACKED, 2), ("pretrain-padded.yaml", PADDED, 1)],
-    ids=["packed", "padded-full-logits"],
+    [
+        ("pretrain.yaml", PACKED, 3),
+        ("pretrain.yaml", [*PACKED, "--loss_chunk_size", "none"], 2),
+        ("pretrain-padded.yaml", PADDED, 1),
+    ],
+    ids=["packed-chunked-loss", "packed-logits-loss", "padded-full-logits"],
 )
 def test_compiled_training_never_recompiles_and_matches_eager(tmp_path, fresh_dynamo, recipe, shape, graphs_per_step):
     """8 steps of the real pipeline through dynamo (aot_eager: the graphs and guards of inductor without its code
@@ -89,12 +95,12 @@ def test_compiled_training_never_recompiles_and_matches_eager(tmp_path, fresh_dy
 @pytest.mark.slow  # ~70 s of CPU, nearly all of it inductor's C++ compilation
 def test_inductor_compiles_packed_training(tmp_path, fresh_dynamo):
     """inductor (C++ code generation with the system compiler) on packed batches: 4 steps give the eager losses, with
-    the two graphs compiled at step 1 and nothing after."""
+    the three graphs compiled at step 1 (the chunked loss runs eagerly between two of them) and nothing after."""
     with torch._inductor.config.patch(compile_threads=1):  # no worker pool: faster on a 2-core machine
         compiled, graphs = train(tmp_path, "pretrain.yaml", PACKED, steps=4, backend="inductor")
     eager, _ = train(tmp_path, "pretrain.yaml", PACKED, steps=4, backend=None)
     assert compiled == pytest.approx(eager, rel=1e-4)
-    assert graphs == [2] * 4, graphs
+    assert graphs == [3] * 4, graphs
 
 
 @pytest.mark.slow  # ~60 s of CPU

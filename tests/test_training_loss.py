@@ -22,7 +22,7 @@ from test_training_fixtures import (
 from neobert_hf.training import NeoBERTTrainingArguments
 
 
-def _train_capture(tmp_path, name, data, collator, batch, accumulation, masked_only, steps=2):
+def _train_capture(tmp_path, name, data, collator, batch, accumulation, masked_only, steps=2, **extra):
     capture = GradCapture()
     args = make_args(
         tmp_path / name,
@@ -34,6 +34,7 @@ def _train_capture(tmp_path, name, data, collator, batch, accumulation, masked_o
         max_grad_norm=0.0,
         masked_logits_only_loss=masked_only,
         save_final_checkpoint=False,
+        **extra,
     )
     trainer = make_trainer(args, train_dataset=data, collator=collator, callbacks=[capture])
     trainer.train()
@@ -153,6 +154,8 @@ def test_fp16_is_rejected_for_pretraining(tmp_path):
         ({"final_lr_ratio": 2.0}, "final_lr_ratio"),
         ({"final_lr_ratio": 0.1, "lr_scheduler_type": "constant"}, "cosine' or 'linear"),
         ({"eval_max_batches": 0}, "eval_max_batches"),
+        ({"loss_chunk_size": 0}, "loss_chunk_size must be >= 1"),
+        ({"loss_chunk_size": 8, "masked_logits_only_loss": False}, "masked_logits_only_loss=false"),
     ],
 )
 def test_invalid_arguments_fail_with_a_clear_message(tmp_path, overrides, message):
@@ -178,3 +181,107 @@ def test_final_lr_ratio_decays_to_the_floor(tmp_path, schedule):
     # rebuilding the arguments from their dict keeps the mapping (idempotent)
     again = NeoBERTTrainingArguments(**{**args.to_dict(), "output_dir": str(tmp_path)})
     assert again.lr_scheduler_type == args.lr_scheduler_type and again.lr_scheduler_kwargs == args.lr_scheduler_kwargs
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# loss_chunk_size: the masked-token loss without the masked rows' logits
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1000])
+@pytest.mark.parametrize("bias", [True, False])
+def test_chunked_loss_equals_the_logits_loss(chunk, bias):
+    """Loss, masked_correct and the gradients of every parameter (tied decoder/embedding included) and of the input
+    embeddings equal those of the path that builds the logits, in float64."""
+    from neobert_hf.modeling.modeling_neobert import NeoBERTMaskedLMOutput
+
+    results = []
+    for loss_chunk_size in (None, chunk):
+        model = make_model(decoder_bias=bias).double()
+        batch = pad_collate(mlm_samples(6, mask_rates=[0.3, 0.0, 0.5]))
+        embeds = model.get_input_embeddings()(batch["input_ids"]).detach().requires_grad_()
+        out = model(
+            inputs_embeds=embeds,
+            attention_mask=batch["attention_mask"],
+            labels=batch["labels"],
+            sparse_prediction=True,
+            num_items_in_batch=torch.tensor(50),
+            loss_chunk_size=loss_chunk_size,
+        )
+        out.loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        grads["inputs_embeds"] = embeds.grad
+        if loss_chunk_size is None:
+            selected = batch["labels"] != -100
+            correct = (out.logits.argmax(-1) == batch["labels"][selected]).sum()
+        else:
+            assert isinstance(out, NeoBERTMaskedLMOutput) and out.logits is None
+            correct = out.masked_correct
+        results.append((out.loss.detach(), correct, grads))
+    (loss_a, correct_a, grads_a), (loss_b, correct_b, grads_b) = results
+    torch.testing.assert_close(loss_b, loss_a, rtol=1e-12, atol=1e-12)
+    assert int(correct_a) == int(correct_b)
+    assert grads_a.keys() == grads_b.keys()
+    assert {"decoder.weight", "model.encoder.weight"} & grads_a.keys()  # the decoder (tied or not) is compared
+    for name in grads_a:
+        torch.testing.assert_close(grads_b[name], grads_a[name], rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_chunked_loss_without_masked_tokens_is_zero_and_connected():
+    model = make_model()
+    batch = pad_collate(mlm_samples(2, mask_rates=[0.0]))
+    out = model(**batch, sparse_prediction=True, loss_chunk_size=4)
+    assert out.loss.item() == 0.0 and out.loss.requires_grad and int(out.masked_correct) == 0
+    out.loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_chunked_loss_never_builds_more_than_one_chunk_of_logits(monkeypatch):
+    """The largest tensor with a vocabulary dimension built by the chunked head has loss_chunk_size rows."""
+    model = make_model()
+    batch = pad_collate(mlm_samples(8, mask_rates=[0.5]))
+    n_masked = int((batch["labels"] != -100).sum())
+    vocab = model.config.vocab_size
+    rows_seen = []
+    real_linear = F.linear
+
+    def spy(input, weight, bias=None):
+        out = real_linear(input, weight, bias)
+        if out.shape[-1] == vocab:
+            rows_seen.append(out.numel() // vocab)
+        return out
+
+    monkeypatch.setattr(F, "linear", spy)
+    model(**batch, sparse_prediction=True, loss_chunk_size=5).loss.backward()
+    assert n_masked > 20 and rows_seen and max(rows_seen) == 5
+
+
+def test_chunked_loss_errors():
+    model = make_model()
+    batch = pad_collate(mlm_samples(2))
+    with pytest.raises(ValueError, match="needs labels and sparse_prediction=True"):
+        model(**batch, sparse_prediction=False, loss_chunk_size=4)
+    with pytest.raises(ValueError, match="positive number of rows"):
+        model(**batch, sparse_prediction=True, loss_chunk_size=0)
+    model.decoder = type("Converted", (torch.nn.Linear,), {})(model.config.hidden_size, model.config.vocab_size)
+    with pytest.raises(ValueError, match="decoder is a Converted"):
+        model(**batch, sparse_prediction=True, loss_chunk_size=4)
+
+
+@pytest.mark.parametrize("collator", [pad_collate, pack_collate], ids=["padded", "packed"])
+def test_chunked_loss_gradient_accumulation_equals_one_large_batch(tmp_path, collator):
+    """With loss_chunk_size the trainer's steps (GA=4 x 2 vs GA=1 x 8, uneven masked counts) match each other and
+    the unchunked run, and the logged training accuracy is the unchunked one."""
+    data = mlm_samples(16, mask_rates=[0.0, 0.0, 0.5, 0.4, 0.05, 0.02, 0.3, 0.1])
+    accumulated, loss_accumulated = _train_capture(
+        tmp_path, "ga4", data, collator, 2, 4, True, loss_chunk_size=3, log_train_accuracy=True
+    )
+    large, loss_large = _train_capture(tmp_path, "ga1", data, collator, 8, 1, True, loss_chunk_size=3)
+    plain, loss_plain = _train_capture(tmp_path, "plain", data, collator, 2, 4, True, log_train_accuracy=True)
+    for step_a, step_b, step_c in zip(accumulated, large, plain):
+        for name in step_b:
+            assert relative_error(step_a[name], step_b[name]) < 1e-6, name
+            assert relative_error(step_a[name], step_c[name]) < 1e-6, name
+    for step in (1, 2):
+        assert loss_accumulated[step] == pytest.approx(loss_large[step], rel=1e-6)
+        assert loss_accumulated[step] == pytest.approx(loss_plain[step], rel=1e-6)

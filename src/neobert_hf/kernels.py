@@ -182,6 +182,7 @@ def install_masked_rows_loss(model: nn.Module, backend: Literal["liger", "torch"
                 **kwargs,
             )
         return_dict = kwargs.pop("return_dict", None)
+        kwargs.pop("loss_chunk_size", None)  # the fused kernel never builds the logits: nothing to chunk
         outputs = model.model(
             input_ids=input_ids,
             attention_mask=attention_mask,

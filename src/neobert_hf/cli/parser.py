@@ -26,6 +26,16 @@ class ConfigError(ValueError):
     """A recipe or command line that names an unknown key or gives a value of the wrong type."""
 
 
+def _none_or(parse):
+    def parse_or_none(value: str):
+        if isinstance(value, str) and value.lower() in ("none", "null"):
+            return None
+        return parse(value)
+
+    parse_or_none.__name__ = getattr(parse, "__name__", "value")  # argparse names it in "invalid <type> value"
+    return parse_or_none
+
+
 class NeoBERTArgumentParser(HfArgumentParser):
     """Parses dataclasses from a YAML recipe plus command-line overrides.
 
@@ -53,6 +63,24 @@ class NeoBERTArgumentParser(HfArgumentParser):
             default=None,
             help="YAML recipe whose keys are any of the flags below; flags given on the command line win.",
         )
+        self._accept_none_for_optional_fields()
+
+    def _accept_none_for_optional_fields(self) -> None:
+        """`--key none` (or `null`) sets an optional number or flag to None, e.g. to switch off on the command line an
+        option that the recipe sets. Not for strings ("none" is a value of some, e.g. `report_to`) nor lists."""
+        optional = set()
+        for dtype in self.dataclass_types:
+            # The annotations, not `field.type`: HfArgumentParser replaces `int | None` there by `int`.
+            annotations = {}
+            for klass in reversed(dtype.__mro__):
+                annotations.update(getattr(klass, "__annotations__", {}))
+            optional.update(
+                f.name for f in dataclasses.fields(dtype) if f.init and "None" in str(annotations.get(f.name, ""))
+            )
+        for action in self._actions:
+            # Not for strings: "none" is a value of some of them (report_to none).
+            if action.dest in optional and action.type not in (None, str) and action.nargs in (None, "?"):
+                action.type = _none_or(action.type)
 
     def error(self, message: str):
         """argparse calls this for a bad value or choice: raise instead of printing the usage and exiting."""

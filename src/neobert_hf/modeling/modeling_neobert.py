@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -738,6 +739,103 @@ def _document_block_mask(packed: PackedMetadata, total: int):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+@dataclass
+class NeoBERTMaskedLMOutput(MaskedLMOutput):
+    """[`MaskedLMOutput`] plus `masked_correct`: with `loss_chunk_size`, the loss comes without `logits` and
+    `masked_correct` counts the masked tokens whose argmax prediction is the label (for the MLM accuracy)."""
+
+    masked_correct: torch.Tensor | None = None
+
+
+class _ChunkedLinearCrossEntropy(torch.autograd.Function):
+    """Summed cross-entropy of `F.linear(hidden, weight, bias)` against `labels` (-100 ignored), `chunk_size` rows
+    at a time, without ever holding the `(N, V)` logits: each chunk's logits are built, reduced to the loss and, when
+    a gradient is needed, turned in place into `softmax - one_hot`, which is multiplied into the gradients of
+    `hidden`, `weight` and `bias` right away. `backward` only scales those by the incoming gradient (the loss is a
+    scalar), so no chunk is computed twice. Peak memory: the weight gradient plus one chunk of logits.
+
+    Returns the loss sum (fp32, or the input dtype if wider) and the number of rows whose argmax is the label (not differentiable)."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, labels, chunk_size):
+        need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
+        need_any = need_hidden or need_weight or need_bias
+        grad_hidden = torch.zeros_like(hidden) if need_hidden else None
+        acc = torch.promote_types(hidden.dtype, torch.float32)
+        grad_weight = torch.zeros_like(weight, dtype=acc) if need_weight else None
+        grad_bias = torch.zeros_like(bias, dtype=acc) if need_bias else None
+        loss = torch.zeros((), dtype=acc, device=hidden.device)
+        correct = torch.zeros((), dtype=torch.int64, device=hidden.device)
+        all_valid = bool((labels != -100).all())  # the masked-rows path selects only targets
+        for start in range(0, hidden.shape[0], chunk_size):
+            rows = hidden[start : start + chunk_size]  # (c, H)
+            target = labels[start : start + chunk_size]  # (c,)
+            valid = target != -100
+            safe = target.clamp(min=0)
+            logits = _at_least_fp32(F.linear(rows, weight, bias))  # (c, V)
+            picked = logits.gather(1, safe[:, None]).squeeze(1)  # (c,)
+            top, predicted = logits.max(dim=-1)
+            correct += ((predicted == target) & valid).sum()
+            exp = logits.sub_(top[:, None]).exp_()  # in place: no second (c, V) buffer
+            total = exp.sum(dim=-1)
+            token_loss = top + total.log() - picked
+            loss += token_loss.sum() if all_valid else torch.where(valid, token_loss, 0.0).sum()
+            if not need_any:
+                continue
+            grad = exp.div_(total[:, None])  # softmax, in place
+            grad[torch.arange(grad.shape[0], device=grad.device), safe] -= 1.0
+            if not all_valid:
+                grad *= valid[:, None]
+            grad_rows = grad.to(rows.dtype)
+            if need_hidden:
+                grad_hidden[start : start + chunk_size] = grad_rows @ weight.to(rows.dtype)
+            if need_weight:
+                grad_weight.addmm_(grad_rows.t().to(acc), rows.to(acc))
+            if need_bias:
+                grad_bias += grad.sum(0)
+            del logits, exp, grad, grad_rows
+        ctx.save_for_backward(*(g for g in (grad_hidden, grad_weight, grad_bias) if g is not None))
+        ctx.which = (need_hidden, need_weight, need_bias)
+        ctx.used = False
+        ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype)
+        ctx.mark_non_differentiable(correct)
+        return loss, correct
+
+    @staticmethod
+    def backward(ctx, grad_loss, grad_correct):
+        if ctx.used:
+            raise RuntimeError(
+                "The chunked MLM loss (loss_chunk_size) scales its precomputed gradients in place and supports one "
+                "backward pass; drop loss_chunk_size to backpropagate through the same graph twice."
+            )
+        ctx.used = True
+        saved = iter(ctx.saved_tensors)
+        grads = [next(saved) if needed else None for needed in ctx.which]
+        # In place: a scaled copy of the weight gradient would double the head's peak memory.
+        grad_hidden, grad_weight, grad_bias = (None if g is None else g.mul_(grad_loss) for g in grads)
+        if grad_weight is not None:
+            grad_weight = grad_weight.to(ctx.dtypes[0])
+        if grad_bias is not None:
+            grad_bias = grad_bias.to(ctx.dtypes[1])
+        return grad_hidden, grad_weight, grad_bias, None, None
+
+
+@torch.compiler.disable
+def chunked_linear_cross_entropy(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    labels: torch.Tensor,
+    chunk_size: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(loss_sum, n_correct)` of the rows `hidden` `(N, H)` through the decoder `weight` `(V, H)` / `bias`, without
+    materialising the `(N, V)` logits (see [`_ChunkedLinearCrossEntropy`]). Runs eagerly under `torch.compile`: the
+    number of rows changes with every batch, and a traced loop over it would recompile for each."""
+    if not isinstance(chunk_size, int) or chunk_size <= 0:
+        raise ValueError(f"loss_chunk_size must be a positive number of rows, got {chunk_size!r}.")
+    return _ChunkedLinearCrossEntropy.apply(hidden, weight, bias, labels.reshape(-1), chunk_size)
+
+
 class NeoBERTForMaskedLM(NeoBERTPreTrainedModel):
     """NeoBERT with its MLM `decoder` (`Linear(H, V)`, no transform layer between the final norm and the decoder)."""
 
@@ -765,6 +863,7 @@ class NeoBERTForMaskedLM(NeoBERTPreTrainedModel):
         labels: torch.LongTensor | None = None,
         sparse_prediction: bool | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
+        loss_chunk_size: int | None = None,
         **kwargs,
     ) -> MaskedLMOutput:
         r"""
@@ -776,6 +875,10 @@ class NeoBERTForMaskedLM(NeoBERTPreTrainedModel):
             num_items_in_batch (`int` or `torch.Tensor`, *optional*): divide the summed loss by this count (set by
                 `Trainer` to the number of masked tokens in the whole optimizer step). Without it the loss is the
                 mean over this batch's masked tokens, and 0 (graph connected) when there is none.
+            loss_chunk_size (`int`, *optional*): with `labels` and `sparse_prediction`, compute the loss `loss_chunk_size`
+                masked rows at a time without building their logits (same loss and gradients; peak memory of the head
+                drops to the decoder's weight gradient plus one chunk). `logits` is then `None` and `masked_correct`
+                counts the correct argmax predictions. Needs a plain `nn.Linear` decoder.
             kwargs: passed to [`NeoBERTModel.forward`] (packed metadata, `token_type_ids`, ...).
         """
         outputs = self.model(
@@ -793,6 +896,28 @@ class NeoBERTForMaskedLM(NeoBERTPreTrainedModel):
             selected = torch.nonzero(labels != -100, as_tuple=False).reshape(-1)  # (n_masked,)
             hidden_states = hidden_states.reshape(-1, hidden_states.shape[-1]).index_select(0, selected)  # (n_masked, H)
             labels = labels.index_select(0, selected)
+        if loss_chunk_size is not None:
+            if labels is None or not sparse:
+                raise ValueError(
+                    "loss_chunk_size computes the masked-token loss without logits: it needs labels and "
+                    "sparse_prediction=True (the full-logits path builds every logit anyway)."
+                )
+            if type(self.decoder) is not nn.Linear:
+                raise ValueError(
+                    f"loss_chunk_size multiplies decoder.weight directly, but the decoder is a "
+                    f"{type(self.decoder).__name__} (a low-precision conversion?), which it would bypass. Keep the "
+                    "decoder a plain nn.Linear or drop loss_chunk_size."
+                )
+            loss_sum, correct = chunked_linear_cross_entropy(
+                hidden_states, self.decoder.weight, self.decoder.bias, labels, loss_chunk_size
+            )
+            return NeoBERTMaskedLMOutput(
+                loss=_divide_loss(loss_sum, labels, num_items_in_batch),
+                logits=None,
+                hidden_states=outputs.hidden_states,
+                attentions=outputs.attentions,
+                masked_correct=correct,
+            )
         logits = self.decoder(hidden_states)
 
         loss = None
@@ -810,8 +935,19 @@ def masked_lm_loss(
     batch's count, at least 1). A batch without any target gives 0 with the graph connected."""
     labels = labels.reshape(-1).to(logits.device)
     loss_sum = F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]).float(), labels, ignore_index=-100, reduction="sum"
+        _at_least_fp32(logits.reshape(-1, logits.shape[-1])), labels, ignore_index=-100, reduction="sum"
     )
+    return _divide_loss(loss_sum, labels, num_items_in_batch)
+
+
+def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def _divide_loss(
+    loss_sum: torch.Tensor, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None
+) -> torch.Tensor:
+    """`loss_sum / num_items_in_batch`, or over this batch's count of targets (at least 1)."""
     if num_items_in_batch is None:
         denominator = (labels != -100).sum().clamp(min=1)
     elif torch.is_tensor(num_items_in_batch):
@@ -1028,5 +1164,7 @@ __all__ = [
     "NeoBERTForSequenceClassification",
     "NeoBERTForTokenClassification",
     "NeoBERTForQuestionAnswering",
+    "NeoBERTMaskedLMOutput",
+    "chunked_linear_cross_entropy",
     "masked_lm_loss",
 ]

@@ -66,6 +66,16 @@ class NeoBERTTrainingArguments(TrainingArguments):
             "divide by the number of masked tokens of the whole optimizer step."
         },
     )
+    loss_chunk_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Compute the masked-token loss this many masked rows at a time without ever building their logits "
+            "(gradients are formed chunk by chunk in the forward pass; same loss and gradients): the loss head then "
+            "needs the decoder's weight gradient plus one (loss_chunk_size, V) chunk instead of the (n_masked, V) "
+            "logits, their log-softmax and gradient. The PyTorch counterpart of kernel_backend=liger's fused linear "
+            "cross-entropy (which supersedes it). Needs masked_logits_only_loss. None: build the masked rows' logits."
+        },
+    )
     log_train_accuracy: bool = field(
         default=False,
         metadata={
@@ -164,6 +174,14 @@ class NeoBERTTrainingArguments(TrainingArguments):
                 "label_smoothing_factor is not supported by the NeoBERT MLM loss (masked-logits-only summed "
                 "cross-entropy); leave it at 0."
             )
+        if self.loss_chunk_size is not None:
+            if self.loss_chunk_size < 1:
+                raise ValueError(f"loss_chunk_size must be >= 1 (rows per chunk) or None, got {self.loss_chunk_size}.")
+            if not self.masked_logits_only_loss:
+                raise ValueError(
+                    "loss_chunk_size chunks the masked-logits-only loss; masked_logits_only_loss=false (the full-logits "
+                    "ablation) builds every logit anyway. Drop one of the two."
+                )
         if self.eval_max_batches is not None and self.eval_max_batches < 1:
             raise ValueError(f"eval_max_batches must be >= 1 or None, got {self.eval_max_batches}.")
         self._validate_muonclip()

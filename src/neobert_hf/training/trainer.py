@@ -208,6 +208,8 @@ class NeoBERTTrainer(CleanHubPushMixin, CheckpointTreeMixin, Trainer):
         if training:
             self._monitor.forward_start()
         inputs = {**inputs, "sparse_prediction": self.args.masked_logits_only_loss}
+        if training and self.args.loss_chunk_size is not None and "labels" in inputs:
+            inputs["loss_chunk_size"] = self.args.loss_chunk_size
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if training:
             self._monitor.forward_end()
@@ -219,6 +221,9 @@ class NeoBERTTrainer(CleanHubPushMixin, CheckpointTreeMixin, Trainer):
 
     @torch.no_grad()
     def _count_correct(self, outputs, labels: torch.Tensor) -> torch.Tensor:
+        counted = outputs.get("masked_correct") if isinstance(outputs, dict) else None
+        if counted is not None:  # loss_chunk_size: counted chunk by chunk, no logits
+            return counted
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[1]
         selected = labels != -100
         targets = labels[selected]
