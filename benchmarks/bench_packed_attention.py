@@ -5,7 +5,8 @@ Documents have long-tailed lengths (lognormal, median ~120, clipped to 512, seed
 tokens in both layouts:
 
 - packed: one `(1, T)` row in `DataCollatorWithFlattening` format (restarting `position_ids`, `cu_seq_lens_q/k`,
-  `max_length_q/k`); attention is the model's exact padded-view kernel (`padded_view_attention_forward`);
+  `max_length_q/k`); attention is the model's exact packed CPU kernel, one unmasked call per sequence
+  (`per_sequence_attention_forward`; GPUs and compiled graphs use the single padded view instead);
 - padded: the stock `(B, S)` batch padded to its longest document, with a 0/1 `attention_mask`.
 
 Both use the same weights and the same attention implementation (`sdpa`, and `eager` unless `--implementations`
