@@ -263,7 +263,12 @@ def test_chunked_loss_errors():
         model(**batch, sparse_prediction=False, loss_chunk_size=4)
     with pytest.raises(ValueError, match="positive number of rows"):
         model(**batch, sparse_prediction=True, loss_chunk_size=0)
-    model.decoder = type("Converted", (torch.nn.Linear,), {})(model.config.hidden_size, model.config.vocab_size)
+    # a subclass that keeps nn.Linear's forward (e.g. FSDP2's FSDPLinear) is fine; one that changes it is refused
+    wrapped = type("FSDPLinear", (torch.nn.Linear,), {})(model.config.hidden_size, model.config.vocab_size)
+    model.decoder = wrapped
+    assert model(**batch, sparse_prediction=True, loss_chunk_size=4).loss.isfinite()
+    converted = type("Converted", (torch.nn.Linear,), {"forward": lambda self, x: 2 * torch.nn.Linear.forward(self, x)})
+    model.decoder = converted(model.config.hidden_size, model.config.vocab_size)
     with pytest.raises(ValueError, match="decoder is a Converted"):
         model(**batch, sparse_prediction=True, loss_chunk_size=4)
 

@@ -820,6 +820,31 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         return grad_hidden, grad_weight, grad_bias, None, None
 
 
+def _check_plain_decoder(decoder: nn.Module) -> None:
+    """`loss_chunk_size` multiplies `decoder.weight` itself instead of calling the decoder: refuse decoders whose
+    forward does something else (low-precision conversions) or whose weight is still sharded at this point."""
+    if not isinstance(decoder, nn.Linear) or type(decoder).forward is not nn.Linear.forward:
+        raise ValueError(
+            f"loss_chunk_size multiplies decoder.weight directly, but the decoder is a {type(decoder).__name__} "
+            "(a low-precision conversion?), whose forward it would bypass. Keep the decoder a plain nn.Linear "
+            "(filter_fqns: [decoder]) or set loss_chunk_size to none."
+        )
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # torch without distributed support
+        return
+    if isinstance(decoder.weight, DTensor):
+        # FSDP2 gathers a unit's weights in the pre-forward hook of its first module. accelerate groups the final
+        # norm with the decoder (reshard_after_forward=False), so the decoder weight is whole here; a layout where
+        # the decoder is a unit of its own leaves it sharded, since its forward is never called.
+        raise ValueError(
+            "loss_chunk_size multiplies decoder.weight outside the decoder's forward, but that weight is still a "
+            "sharded DTensor here (the decoder is an FSDP2 unit of its own, gathered only inside its forward). Set "
+            "loss_chunk_size to none (--loss_chunk_size none), or shard the decoder together with the final norm "
+            "(accelerate's FSDP2 default)."
+        )
+
+
 @torch.compiler.disable
 def chunked_linear_cross_entropy(
     hidden: torch.Tensor,
@@ -902,12 +927,7 @@ class NeoBERTForMaskedLM(NeoBERTPreTrainedModel):
                     "loss_chunk_size computes the masked-token loss without logits: it needs labels and "
                     "sparse_prediction=True (the full-logits path builds every logit anyway)."
                 )
-            if type(self.decoder) is not nn.Linear:
-                raise ValueError(
-                    f"loss_chunk_size multiplies decoder.weight directly, but the decoder is a "
-                    f"{type(self.decoder).__name__} (a low-precision conversion?), which it would bypass. Keep the "
-                    "decoder a plain nn.Linear or drop loss_chunk_size."
-                )
+            _check_plain_decoder(self.decoder)
             loss_sum, correct = chunked_linear_cross_entropy(
                 hidden_states, self.decoder.weight, self.decoder.bias, labels, loss_chunk_size
             )
