@@ -127,6 +127,15 @@ def test_resume_errors_are_raised_before_training(tmp_path):
     with pytest.raises(CheckpointError, match="no optimizer state"):
         make_trainer(make_args(tmp_path / "model_only", max_steps=4)).train(resume_from_checkpoint="latest")
 
+    # a finished run: transformers would train one step past max_steps
+    make_trainer(make_args(tmp_path / "done", max_steps=2)).train()
+    with pytest.raises(CheckpointError, match="is at step 2 and max_steps is 2: that run is complete"):
+        make_trainer(make_args(tmp_path / "done", max_steps=2)).train(resume_from_checkpoint="latest")
+    assert steps_on_disk(tmp_path / "done") == [2]
+    resumed = make_trainer(make_args(tmp_path / "done", max_steps=3))
+    resumed.train(resume_from_checkpoint="latest")
+    assert resumed.state.global_step == 3 and steps_on_disk(tmp_path / "done") == [2, 3]
+
     make_trainer(make_args(tmp_path / "swiglu", max_steps=2)).train()
     gelu = make_model(hidden_act="gelu")
     with pytest.raises(CheckpointError, match="does not match the model: missing keys"):
