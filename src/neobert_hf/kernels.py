@@ -90,17 +90,6 @@ def resolve_kernel_backend(
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _divide(loss_sum: torch.Tensor, labels: torch.Tensor, num_items_in_batch) -> torch.Tensor:
-    """The denominator of `masked_lm_loss`: `num_items_in_batch`, or this batch's target count, at least 1."""
-    if num_items_in_batch is None:
-        denominator = (labels != -100).sum().clamp(min=1)
-    elif torch.is_tensor(num_items_in_batch):
-        denominator = num_items_in_batch.to(loss_sum.device).clamp(min=1)
-    else:
-        denominator = max(int(num_items_in_batch), 1)
-    return loss_sum / denominator
-
-
 def masked_lm_loss_from_hidden(
     hidden: torch.Tensor,
     labels: torch.Tensor,
@@ -143,7 +132,9 @@ def masked_lm_loss_from_hidden(
     )
     if isinstance(loss_sum, tuple):  # versions that also return the z-loss
         loss_sum = loss_sum[0]
-    return _divide(loss_sum.float(), labels, num_items_in_batch)
+    from .modeling.modeling_neobert import _divide_loss
+
+    return _divide_loss(loss_sum.float(), labels, num_items_in_batch)
 
 
 def install_masked_rows_loss(model: nn.Module, backend: Literal["liger", "torch"]) -> None:

@@ -17,7 +17,6 @@ Two input formats reach the encoder:
   implementation; no `T x T` mask is ever built.
 """
 
-import math
 import os
 import shutil
 from collections.abc import Callable
@@ -278,7 +277,7 @@ def padded_view_attention_forward(
     `query/key/value` `(1, nH, T, Dh)`; returns `(1, T, nH, Dh)`.
     """
     total = query.shape[2]
-    n, length = packed.num_sequences, packed.max_length
+    length = packed.max_length
     cu = packed.cu_seq_lens.to(torch.long)
     slot = torch.arange(length, device=query.device)  # (L,)
     valid = slot[None, :] < (cu[1:] - cu[:-1])[:, None]  # (n, L)
@@ -767,6 +766,7 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         loss = torch.zeros((), dtype=acc, device=hidden.device)
         correct = torch.zeros((), dtype=torch.int64, device=hidden.device)
         all_valid = bool((labels != -100).all())  # the masked-rows path selects only targets
+        weight_rows = weight.to(hidden.dtype) if need_hidden else None  # one cast, not one per chunk
         for start in range(0, hidden.shape[0], chunk_size):
             rows = hidden[start : start + chunk_size]  # (c, H)
             target = labels[start : start + chunk_size]  # (c,)
@@ -788,7 +788,7 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
                 grad *= valid[:, None]
             grad_rows = grad.to(rows.dtype)
             if need_hidden:
-                grad_hidden[start : start + chunk_size] = grad_rows @ weight.to(rows.dtype)
+                grad_hidden[start : start + chunk_size] = grad_rows @ weight_rows
             if need_weight:
                 grad_weight.addmm_(grad_rows.t().to(acc), rows.to(acc))
             if need_bias:

@@ -131,6 +131,21 @@ def resolve_checkpoint(spec: str | int | bool | os.PathLike, output_dir: str | o
     return path
 
 
+def check_run_not_finished(path: str, max_steps: int) -> None:
+    """Refuses to resume from a checkpoint already at `max_steps` (transformers' loop checks `max_steps` only after a
+    step, so it would train one step past the end). `max_steps <= 0` (epoch-based runs) is not checked."""
+    state_file = os.path.join(path, TRAINER_STATE_NAME)
+    if max_steps <= 0 or not os.path.isfile(state_file):
+        return
+    with open(state_file, encoding="utf-8") as handle:
+        step = json.load(handle).get("global_step", 0)
+    if step >= max_steps:
+        raise CheckpointError(
+            f"{path} is at step {step} and max_steps is {max_steps}: that run is complete. Pass a larger max_steps to "
+            "train further (the learning-rate schedule then follows the new max_steps)."
+        )
+
+
 def _leftovers_note(root: str) -> str:
     if not os.path.isdir(root):
         return ""

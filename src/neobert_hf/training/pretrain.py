@@ -43,8 +43,8 @@ from ..converters.arguments import PrecisionArguments
 from ..modeling import NeoBERTConfig, NeoBERTForMaskedLM
 from .arguments import NeoBERTTrainingArguments
 from .checkpointing import (
-    TRAINER_STATE_NAME,
     CheckpointError,
+    check_run_not_finished,
     list_checkpoints,
     load_data_state,
     resolve_checkpoint,
@@ -224,13 +224,7 @@ def _resolve_resume(args: NeoBERTTrainingArguments) -> str | None:
             f"{path} holds no optimizer state (saved with save_only_model?), so training cannot resume from it. Start a "
             "new run from its weights instead: --model_name_or_path " + path
         )
-    with open(os.path.join(path, TRAINER_STATE_NAME)) as handle:
-        step = json.load(handle).get("global_step", 0)
-    if step >= args.max_steps:
-        raise CheckpointError(
-            f"{path} is at step {step} and max_steps is {args.max_steps}: that run is complete. Pass a larger "
-            "--max_steps to train further (the learning-rate schedule then follows the new max_steps)."
-        )
+    check_run_not_finished(path, args.max_steps)
     if not args.ignore_data_skip and load_data_state(path) is None:
         raise CheckpointError(
             f"{path} holds no data_state.json/.pt, so the position in the training data cannot be restored. Pass "

@@ -20,7 +20,6 @@ What it changes, and only that:
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import os
 import time
@@ -45,6 +44,7 @@ from .callbacks import (
 from .checkpointing import (
     CheckpointError,
     CheckpointTreeMixin,
+    check_run_not_finished,
     checkpoint_dir,
     latest_checkpoint,
     load_data_state,
@@ -470,16 +470,7 @@ class NeoBERTTrainer(CleanHubPushMixin, CheckpointTreeMixin, Trainer):
                 f"{path} holds no optimizer state (saved with save_only_model=True?), so training cannot resume from "
                 "it. Start a new run from its weights instead (load it with from_pretrained)."
             )
-        state_file = os.path.join(path, "trainer_state.json")
-        if self.args.max_steps > 0 and os.path.isfile(state_file):
-            with open(state_file, encoding="utf-8") as handle:
-                step = json.load(handle).get("global_step", 0)
-            if step >= self.args.max_steps:
-                # transformers' loop checks max_steps only after a step, so it would train one step past the end.
-                raise CheckpointError(
-                    f"{path} is at step {step} and max_steps is {self.args.max_steps}: that run is complete. Pass a "
-                    "larger max_steps to train further (the learning-rate schedule then follows the new max_steps)."
-                )
+        check_run_not_finished(path, self.args.max_steps)
         dataset = self.train_dataset
         if isinstance(dataset, IterableDataset) and not self.args.ignore_data_skip:
             if not is_stateful(dataset):
