@@ -7,7 +7,7 @@ checkpoints/<step>/
   model.safetensors  config.json  modeling_neobert.py  configuration_neobert.py   # AutoModel*.from_pretrained
   tokenizer.json  tokenizer_config.json  ...                                       # the tokenizer, when given
   README.md                                                                        # model card
-  optimizer.pt  scheduler.pt  rng_state.pth  trainer_state.json  training_args.bin # resume
+  optimizer.pt  scheduler.pt  rng_state.pth  trainer_state.json  training_args.bin # resume (no token: see below)
   data_state.json (or .pt)                                                         # stream position, when stateful
 ```
 
@@ -15,10 +15,15 @@ A folder is written as `checkpoints/.tmp-<step>-<random>/` and renamed to its fi
 never leaves a half-written folder under a step name. `trainer_state.json` is written last inside the temporary
 folder; a folder without it is incomplete. [`CheckpointTreeMixin`] writes this tree for every Trainer of the package
 (pretraining, GLUE, contrastive).
+
+No secret is written: `training_args.bin` (pickled by every `save_model`) holds a copy of the arguments whose
+`*_token` fields (`hub_token`) are `None` ([`redacted_training_args`]); JSON records use transformers'
+`TrainingArguments.to_dict()`, which already replaces them with `<HUB_TOKEN>`.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -44,6 +49,17 @@ _STEP_RE = re.compile(r"^\d+$")
 
 class CheckpointError(ValueError):
     """A checkpoint that was asked for does not exist or is not complete."""
+
+
+def redacted_training_args(args):
+    """A shallow copy of `args` (a `TrainingArguments`) with every `*_token` field set to `None`: the same fields that
+    transformers' `TrainingArguments.to_dict()` redacts, so that pickling the copy writes no Hub token. `args` itself
+    is unchanged (the Trainer still pushes with its token)."""
+    clean = copy.copy(args)
+    for name in list(vars(args)):
+        if name.endswith("_token") and getattr(args, name) is not None:
+            setattr(clean, name, None)
+    return clean
 
 
 def checkpoints_root(output_dir: str | os.PathLike) -> str:
@@ -292,6 +308,16 @@ class CheckpointTreeMixin:
             broadcast_object_list(token)
         return token[0]
 
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        """`Trainer._save` (weights, tokenizer, `training_args.bin`) with the `*_token` fields of the pickled
+        arguments set to `None` ([`redacted_training_args`]): no Hub token is ever written to disk."""
+        args = self.args
+        self.args = redacted_training_args(args)
+        try:
+            super()._save(output_dir, state_dict=state_dict)
+        finally:
+            self.args = args
+
     def _save_checkpoint_model(self, tmp_dir: str) -> None:
         self.save_model(tmp_dir, _internal_call=True)
 
@@ -358,6 +384,7 @@ __all__ = [
     "list_checkpoints",
     "load_data_state",
     "publish",
+    "redacted_training_args",
     "resolve_checkpoint",
     "rotate",
     "save_data_state",
