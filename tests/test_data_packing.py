@@ -374,3 +374,114 @@ def test_pipeline_from_shipped_corpus_to_train_and_rewinding_eval(tmp_path, ship
     second_pass = [b["labels"] for b in evaluation]  # every evaluation sees identical batches and masks
     assert len(first_pass) > 1 and all(torch.equal(a, b) for a, b in zip(first_pass, second_pass))
     assert evaluation.epoch == 0 and evaluation.stats.batches == len(first_pass)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Batch diversity: the chunks of a long document are spread over the epoch
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def long_and_short_docs() -> list[np.ndarray]:
+    """4 very long documents (100 chunks of 128 tokens each, 3.4% of the tokens apiece) and 3,000 short ones."""
+    rng = np.random.default_rng(0)
+    long_docs = [rng.integers(5, VOCAB, 12_800) for _ in range(4)]
+    short_docs = [rng.integers(5, VOCAB, int(rng.integers(20, 200))) for _ in range(3000)]
+    return long_docs + short_docs
+
+
+def document_shares(batches) -> np.ndarray:
+    """Per batch, the largest share of its real tokens that comes from one document."""
+    shares = []
+    for batch in batches:
+        per_document: dict[int, int] = {}
+        for sample, _, ids, _ in segments_of(batch):
+            per_document[sample] = per_document.get(sample, 0) + len(ids)
+        shares.append(max(per_document.values()) / sum(per_document.values()))
+    return np.asarray(shares)
+
+
+def as_stream(docs):
+    return Dataset.from_dict({"input_ids": [d.tolist() for d in docs]}).to_iterable_dataset()
+
+
+# A batch holds T / max_seq_length = 16 full chunks' worth of tokens. When the chunks are shuffled uniformly, the
+# number of chunks that one long document (100 of the 4,602 chunks) puts in a batch of ~20 segments is about
+# Binomial(20, 0.022): P(>= 6 chunks) is ~4e-6 per document and batch, ~0.3% over the 4 documents and 186 batches of
+# an epoch, whatever the seed. So no batch may draw more than 6 chunks, 6 * 128 / 2048 = 3/8 of its tokens, from one
+# document. Read whole, a long document fills whole batches by itself (share 1.0).
+MAX_SHARE = 6 * 128 / 2048
+
+
+@pytest.mark.parametrize(
+    "kind, make_source, options",
+    [
+        ("map-style", lambda docs: docs, {}),
+        ("datasets.Dataset", lambda docs: Dataset.from_dict({"input_ids": [d.tolist() for d in docs]}), {}),
+        ("stream", as_stream, {"shuffle_buffer_size": 2048}),
+    ],
+)
+def test_no_batch_is_dominated_by_one_long_document(kind, make_source, options):
+    docs = long_and_short_docs()
+
+    def make(seed=1):
+        return MicrobatchDataset(make_source(docs), tokens_per_batch=2048, max_seq_length=128,
+                                 return_segment_info=True, seed=seed, **options)
+
+    dataset = make()
+    batches = list(dataset)
+    shares = document_shares(batches)
+    assert shares.max() <= MAX_SHARE, (kind, shares.max())
+    assert shares.mean() < 0.12, (kind, shares.mean())  # read whole, documents give 0.20 on this corpus
+    assert dataset.stats.mean_document_share == pytest.approx(shares.mean())
+    assert dataset.stats.utilization >= 0.99
+    # Every token exactly once.
+    assert dataset.stats.real_tokens == sum(d.size for d in docs)
+    assert sorted((s, o) for b in batches for s, o, _, _ in segments_of(b)) == sorted(
+        (i, o) for i, d in enumerate(docs) for o in range(0, d.size, 128)
+    )
+    # Deterministic for a seed, different for another.
+    again = list(make())
+    assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(batches, again, strict=True))
+    other = next(iter(make(seed=2)))
+    assert not torch.equal(other["input_ids"], batches[0]["input_ids"])
+
+
+@pytest.mark.parametrize("kind", ["map-style", "stream"])
+def test_reading_documents_whole_is_what_the_shuffle_prevents(kind):
+    docs = long_and_short_docs()
+    if kind == "map-style":
+        dataset = MicrobatchDataset(docs, tokens_per_batch=2048, max_seq_length=128, shuffle=False,
+                                    return_segment_info=True)
+    else:
+        dataset = MicrobatchDataset(as_stream(docs), tokens_per_batch=2048, max_seq_length=128,
+                                    shuffle_buffer_size=0, return_segment_info=True)
+    shares = document_shares(list(dataset))
+    assert shares.max() == 1.0 and shares.mean() > 0.19
+
+
+@pytest.mark.parametrize("k", [3, 50, 97])  # early; mid-epoch; while the shuffle buffer is emptied (last ~15)
+def test_resume_with_the_shuffle_buffer_is_exact(k):
+    docs = long_and_short_docs()[:4] + long_and_short_docs()[4:1500]
+    mlm = masker(mlm_probability=0.2, seed=3)
+
+    def make():
+        return MicrobatchDataset(as_stream(docs), tokens_per_batch=2048, max_seq_length=128, masker=mlm,
+                                 shuffle_buffer_size=300, buffer_size=64, return_segment_info=True, seed=4)
+
+    run_resume(make, k=k)
+
+
+def test_map_style_chunks_come_from_an_indices_mapping_and_from_sliced_tables():
+    docs = long_and_short_docs()[:2] + long_and_short_docs()[4:200]
+    table = Dataset.from_dict({"input_ids": [d.tolist() for d in docs], "n": list(range(len(docs)))})
+    for view, rows in [
+        (table.select([5, 0, 7, 1, 3]), [5, 0, 7, 1, 3]),  # indices mapping
+        (table.select(range(1, 60)), list(range(1, 60))),  # contiguous: a sliced table
+        (table.shuffle(seed=0).select(range(50)), None),
+    ]:
+        rows = rows if rows is not None else view["n"]
+        dataset = MicrobatchDataset(view, tokens_per_batch=1024, max_seq_length=128, return_segment_info=True)
+        for batch in dataset:
+            for sample, offset, ids, _ in segments_of(batch):
+                np.testing.assert_array_equal(ids, docs[rows[sample]][offset : offset + 128])
+        assert dataset.stats.real_tokens == sum(docs[r].size for r in rows)

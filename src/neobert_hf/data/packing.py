@@ -1,7 +1,7 @@
 """Stateful packing of tokenized documents into fixed-budget microbatches, with exact resume.
 
-[`MicrobatchDataset`] is a `torch.utils.data.IterableDataset` that reads tokenized documents (an `input_ids` column)
-in order, splits documents longer than `max_seq_length` into chunks, and yields whole **microbatches**.
+[`MicrobatchDataset`] is a `torch.utils.data.IterableDataset` that reads tokenized documents (an `input_ids` column),
+splits documents longer than `max_seq_length` into chunks, shuffles the chunks, and yields whole **microbatches**.
 
 Packed mode (`mode="packed"`, the default) follows transformers' `DataCollatorWithFlattening` format, with a full,
 fixed token budget `T = tokens_per_batch`:
@@ -27,7 +27,7 @@ entries: after the last real boundary the value `T` is repeated (zero-length seq
 the constant `max_seq_length`. Packing then never puts more than `N` segments (pad segments included) in a batch,
 so `N` must be at least `ceil(T / max_seq_length) + 1`.
 
-**Which documents go together.** Chunks enter a buffer in document order. When the buffer holds at least
+**Which chunks go together.** Chunks enter a packing buffer in the shuffled order (below). When the buffer holds at least
 `buffer_size` segments and `2 * T` tokens, one batch is taken out: first the *oldest* segment (so no segment waits
 for more than about `buffer_size` batches), then repeatedly the *largest segment that still fits* (best-fit
 decreasing; ties go to the oldest). At the end of an epoch the buffer is drained, so every token of every document
@@ -39,14 +39,29 @@ Padded mode (`mode="padded"`, for ablations) yields `input_ids`, `attention_mask
 `pad_to_multiple_of` (the last batch of an epoch may have fewer rows). The same documents get the same masks as in
 packed mode, because masks depend only on `(seed, epoch, document, position in document)` (see `masking.py`).
 
-**Shuffling.** Map-style sources (`datasets.Dataset`, any sequence) are read in a seeded permutation that changes
-with the epoch (`numpy` `default_rng([seed, epoch])`). Streams (`datasets.IterableDataset`) are read in their own
-order; `set_epoch` is forwarded to them, so a stream shuffled upstream with `IterableDataset.shuffle()` reshuffles its
-shards per epoch (but its shuffle buffer is not restored on resume: shuffle shards, not buffers, for exact resume).
+**Shuffling, and why chunks rather than documents.** A long document (a book, a manual) is hundreds of chunks. Read
+whole, its chunks would enter the packing buffer together and fill consecutive batches: on a corpus of books and
+manuals half of a batch's tokens came from one document on average, and the model learned a fraction of what the same
+steps teach on well-mixed batches. So the unit of shuffling is the chunk:
 
-**Exact resume.** `state_dict()` captures the epoch, the number of documents consumed, the upstream position (a
-`datasets.IterableDataset`'s own `state_dict()`, or the index into the epoch's permutation for map-style sources,
-or a replay count for other iterables), the buffer contents and the statistics. A new `MicrobatchDataset` over the
+- Map-style sources (`datasets.Dataset`, any sequence) are read chunk by chunk in one seeded permutation of *all
+  chunks of all documents* per epoch (`numpy` `default_rng([seed, epoch])`), as when a concatenated corpus is cut
+  into blocks and shuffled (transformers' `run_mlm.py`). Chunks are sliced straight from the Arrow buffers, so reading
+  them in any order costs no more than reading documents in order.
+- Streams (`datasets.IterableDataset`) are read in their own order (`set_epoch` is forwarded to them, so a stream
+  shuffled upstream with `IterableDataset.shuffle()` reshuffles its shards per epoch); their chunks pass through a
+  shuffle buffer of `shuffle_buffer_size` chunks that hands them out in random order. A document of `n` chunks then
+  makes up about `n / shuffle_buffer_size` of the chunks drawn while it passes through. The buffer's contents and
+  random state are part of the resume state (unlike `IterableDataset.shuffle`'s own buffer, which is not restored:
+  shuffle shards upstream, not buffers).
+
+`PackingStats.mean_document_share` (the largest single-document share of a batch's real tokens, averaged over
+batches) measures the result; the trainer logs it per logging window next to the packing utilisation.
+
+**Exact resume.** `state_dict()` captures the epoch, the upstream position (for map-style sources the index into the
+epoch's chunk permutation; for streams the number of documents consumed and a `datasets.IterableDataset`'s own
+`state_dict()`, or a replay count for other iterables), the packing and shuffle buffers (contents and random state)
+and the statistics. A new `MicrobatchDataset` over the
 same data that loads it yields exactly the batches the uninterrupted one would have yielded next. The state is the
 one after the last batch *yielded*; since loaders may fetch ahead, `state_dict(at_batch=k)` returns the state after
 the k-th batch from a short history.
@@ -67,6 +82,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -87,7 +103,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_STATE_FORMAT = "neobert_hf.MicrobatchDataset/1"
+_STATE_FORMAT = "neobert_hf.MicrobatchDataset/2"
+_POOL_STREAM = 0x5EED  # separates the shuffle buffer's random stream from the permutation's
 _MAP_BLOCK = 1024  # rows fetched per read from a map-style source
 
 Segment = tuple[np.ndarray, int, int]
@@ -104,6 +121,8 @@ class PackingStats:
         documents (`int`): documents read from the source (all shards).
         real_tokens (`int`): non-padding tokens yielded.
         budget_tokens (`int`): token slots yielded (`T` per packed batch, `B * S` per padded batch).
+        document_share_sum (`float`): sum over batches of the largest share of a batch's real tokens that comes from
+            a single document; divided by `batches` it is [`mean_document_share`].
     """
 
     batches: int = 0
@@ -111,6 +130,14 @@ class PackingStats:
     documents: int = 0
     real_tokens: int = 0
     budget_tokens: int = 0
+    document_share_sum: float = 0.0
+
+    @property
+    def mean_document_share(self) -> float:
+        """Mean over batches of the largest single-document share of the batch's real tokens (batch diversity: near
+        `max_seq_length / tokens_per_batch` when every chunk comes from another document, 1.0 when whole batches come
+        from one document)."""
+        return self.document_share_sum / self.batches if self.batches else 0.0
 
     @property
     def utilization(self) -> float:
@@ -123,7 +150,12 @@ class PackingStats:
 
     def to_dict(self, prefix: str = "") -> dict[str, float]:
         """Flat dict for logging, e.g. `trainer.log(dataset.stats.to_dict("data/"))`."""
-        values = {**asdict(self), "utilization": self.utilization, "padding_tokens": self.padding_tokens}
+        values = {
+            **asdict(self),
+            "utilization": self.utilization,
+            "padding_tokens": self.padding_tokens,
+            "mean_document_share": self.mean_document_share,
+        }
         return {f"{prefix}{key}": value for key, value in values.items()}
 
 
@@ -321,6 +353,24 @@ class _Buffer:
         return tuple(self._items.values())
 
 
+def _segments_to_state(prefix: str, segments: Sequence[Segment]) -> dict[str, torch.Tensor]:
+    tokens = np.concatenate([s[0] for s in segments]) if segments else np.zeros(0, dtype=np.int32)
+    return {
+        f"{prefix}_tokens": torch.from_numpy(tokens.astype(np.int32)),
+        f"{prefix}_lengths": torch.tensor([s[0].size for s in segments], dtype=torch.long),
+        f"{prefix}_sample_indices": torch.tensor([s[1] for s in segments], dtype=torch.long),
+        f"{prefix}_offsets": torch.tensor([s[2] for s in segments], dtype=torch.long),
+    }
+
+
+def _segments_from_state(prefix: str, state: Mapping[str, Any]) -> tuple[Segment, ...]:
+    lengths = state[f"{prefix}_lengths"].tolist()
+    tokens = state[f"{prefix}_tokens"].numpy().astype(np.int32)
+    starts = np.cumsum([0, *lengths])
+    pairs = zip(state[f"{prefix}_sample_indices"].tolist(), state[f"{prefix}_offsets"].tolist(), strict=True)
+    return tuple((tokens[starts[i] : starts[i + 1]], int(sample), int(offset)) for i, (sample, offset) in enumerate(pairs))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Sources
 # ----------------------------------------------------------------------------------------------------------------
@@ -332,50 +382,97 @@ def _as_tokens(value: Any) -> np.ndarray:
     return np.asarray(value, dtype=np.int32).reshape(-1)
 
 
+class _TokenColumn:
+    """Zero-copy random access to the token lists of a `datasets.Dataset` column (or of any sequence of documents).
+
+    Reading one chunk of a document costs a slice of the Arrow buffer, whatever the document's length, so chunks can
+    be read in any order.
+    """
+
+    def __init__(self, data: Any, column: str):
+        self.data, self.column = data, column
+        self._values: list[np.ndarray] | None = None
+        try:
+            from datasets import Dataset
+        except ImportError:  # pragma: no cover - datasets is a dependency
+            Dataset = ()
+        if isinstance(data, Dataset):
+            if column not in data.column_names:
+                raise ValueError(
+                    f"The dataset has no {column!r} column (columns: {data.column_names}); tokenize it first "
+                    "with `tokenize_dataset` or `preprocess`."
+                )
+            self._init_arrow(data, column)
+            return
+        self.lengths = np.fromiter((self._item(row).size for row in range(len(data))), dtype=np.int64, count=len(data))
+
+    def _init_arrow(self, data: Any, column: str) -> None:
+        chunked = data.data.column(column)  # pyarrow ChunkedArray of lists, memory-mapped for saved datasets
+        self._values, starts, ends = [], [], []
+        for chunk in chunked.chunks:
+            if chunk.null_count:
+                raise ValueError(f"The {column!r} column has {chunk.null_count} null rows; drop them before packing.")
+            offsets = chunk.offsets.to_numpy()  # absolute positions into chunk.values (slices accounted for)
+            self._values.append(chunk.values.to_numpy(zero_copy_only=False))
+            starts.append(offsets[:-1])
+            ends.append(offsets[1:])
+        self._chunk_of_row = np.repeat(np.arange(len(starts)), [len(x) for x in starts])
+        self._start = np.concatenate(starts).astype(np.int64) if starts else np.zeros(0, np.int64)
+        end = np.concatenate(ends).astype(np.int64) if ends else np.zeros(0, np.int64)
+        # A select()/shuffle() without flatten_indices() keeps an indices mapping: logical row -> physical row.
+        indices = getattr(data, "_indices", None)
+        self._physical = None if indices is None else indices.column(0).to_numpy().astype(np.int64)
+        physical_lengths = end - self._start
+        self.lengths = physical_lengths if self._physical is None else physical_lengths[self._physical]
+
+    def _item(self, row: int) -> np.ndarray:
+        item = self.data[row]
+        return _as_tokens(item[self.column] if isinstance(item, Mapping) else item)
+
+    def read(self, row: int, start: int, stop: int) -> np.ndarray:
+        """Tokens `[start, stop)` of document `row`, as int32."""
+        if self._values is None:
+            return self._item(row)[start:stop]
+        physical = row if self._physical is None else int(self._physical[row])
+        base = int(self._start[physical])
+        stop = min(stop, int(self.lengths[row]))
+        values = self._values[self._chunk_of_row[physical]]
+        return values[base + start : base + stop].astype(np.int32, copy=False)
+
+
 class _MapSource:
-    """Random-access source (`datasets.Dataset` or any sequence): position = index into the epoch's order."""
+    """Random-access source (`datasets.Dataset` or any sequence), read chunk by chunk in a global per-epoch order.
+
+    Every document is cut into chunks of at most `max_seq_length` tokens; with `shuffle`, *all chunks of all
+    documents* are read in one seeded permutation per epoch (`default_rng([seed, epoch])`), so the chunks of a long
+    document are spread over the whole epoch, as when a concatenated corpus is cut into blocks and shuffled. Without
+    `shuffle`, documents and their chunks come in order. Position = chunks read in the epoch.
+    """
 
     kind = "map"
 
-    def __init__(self, data: Any, column: str, shuffle: bool, seed: int):
-        self.data, self.column, self.shuffle, self.seed = data, column, shuffle, seed
+    def __init__(self, data: Any, column: str, shuffle: bool, seed: int, max_seq_length: int):
+        self.shuffle, self.seed, self.size = shuffle, seed, max_seq_length
+        self.tokens = _TokenColumn(data, column)
         self.length = len(data)
-        self._arrow = None
-        try:
-            from datasets import Dataset
-
-            if isinstance(data, Dataset):
-                if column not in data.column_names:
-                    raise ValueError(
-                        f"The dataset has no {column!r} column (columns: {data.column_names}); tokenize it first "
-                        "with `tokenize_dataset` or `preprocess`."
-                    )
-                self._arrow = data.select_columns([column]).with_format("arrow")
-        except ImportError:  # pragma: no cover - datasets is a dependency
-            pass
+        counts = -(-self.tokens.lengths // max_seq_length)  # chunks per document (0 for an empty one)
+        self._first_chunk = np.zeros(self.length + 1, dtype=np.int64)
+        np.cumsum(counts, out=self._first_chunk[1:])
+        self.num_chunks = int(self._first_chunk[-1])
 
     def order(self, epoch: int) -> np.ndarray:
         if not self.shuffle:
-            return np.arange(self.length, dtype=np.int64)
-        return np.random.default_rng([self.seed, epoch]).permutation(self.length)
+            return np.arange(self.num_chunks, dtype=np.int64)
+        return np.random.default_rng([self.seed, epoch]).permutation(self.num_chunks)
 
-    def _fetch(self, rows: np.ndarray) -> list[np.ndarray]:
-        if self._arrow is not None:
-            column = self._arrow[rows.tolist()][self.column].combine_chunks()
-            offsets = column.offsets.to_numpy()
-            values = column.flatten().to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-            return np.split(values, offsets[1:-1] - offsets[0])
-        out = []
-        for row in rows.tolist():
-            item = self.data[row]
-            out.append(_as_tokens(item[self.column] if isinstance(item, Mapping) else item))
-        return out
-
-    def documents(self, epoch: int, start: int, state: Any) -> Iterator[tuple[int, np.ndarray]]:
+    def segments(self, epoch: int, start: int) -> Iterator[Segment]:
         order = self.order(epoch)
-        for block_start in range(start, self.length, _MAP_BLOCK):
-            rows = order[block_start : block_start + _MAP_BLOCK]
-            yield from zip(rows.tolist(), self._fetch(rows))
+        for block_start in range(start, self.num_chunks, _MAP_BLOCK):
+            chunk_ids = order[block_start : block_start + _MAP_BLOCK]
+            rows = np.searchsorted(self._first_chunk, chunk_ids, side="right") - 1
+            offsets = (chunk_ids - self._first_chunk[rows]) * self.size
+            for row, offset in zip(rows.tolist(), offsets.tolist()):
+                yield self.tokens.read(row, offset, offset + self.size), row, offset
 
     def state_dict(self) -> None:
         return None
@@ -430,7 +527,9 @@ class _ReplaySource:
         return None
 
 
-def _make_source(data: Any, column: str, shuffle: bool | None, seed: int) -> _MapSource | _StreamSource | _ReplaySource:
+def _make_source(
+    data: Any, column: str, shuffle: bool | None, seed: int, max_seq_length: int
+) -> _MapSource | _StreamSource | _ReplaySource:
     try:
         from datasets import IterableDataset as HFIterableDataset
     except ImportError:  # pragma: no cover
@@ -438,13 +537,13 @@ def _make_source(data: Any, column: str, shuffle: bool | None, seed: int) -> _Ma
     if isinstance(data, HFIterableDataset):
         if shuffle:
             raise ValueError(
-                "shuffle=True needs a map-style source; a datasets.IterableDataset is read in its own order. Shuffle "
-                "it upstream (IterableDataset.shuffle shuffles shards per epoch; its buffer is not restored on "
-                "resume) or pass a map-style Dataset."
+                "shuffle=True needs a map-style source; a datasets.IterableDataset is read in its own order, and its "
+                "chunks are mixed by the shuffle buffer (shuffle_buffer_size). Shuffle its shards upstream with "
+                "IterableDataset.shuffle, or pass a map-style Dataset for a global shuffle."
             )
         return _StreamSource(data, column)
     if hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, (str, bytes, Mapping)):
-        return _MapSource(data, column, shuffle if shuffle is not None else True, seed)
+        return _MapSource(data, column, shuffle if shuffle is not None else True, seed, max_seq_length)
     if shuffle:
         raise ValueError("shuffle=True needs a map-style source (with __len__ and __getitem__).")
     return _ReplaySource(data, column)
@@ -463,6 +562,37 @@ class _Snapshot:
     batches_in_epoch: int = 0  # batches built in this epoch, all shards
     buffer: tuple[Segment, ...] = ()
     stats: PackingStats = field(default_factory=PackingStats)
+    pool: tuple[Segment, ...] = ()  # streams: the shuffle buffer's chunks
+    pool_rng: dict | None = None  # streams: the shuffle buffer's generator state
+
+
+class _ShufflePool:
+    """Shuffle buffer of chunks for sources read in order (streams): a new chunk replaces a random one, which leaves.
+
+    The chunks of a long document enter one after another, so without it they would land in consecutive batches.
+    With `size` chunks held, a document of `n` chunks makes up about `n / size` of what is drawn while it passes
+    through (all of the buffer if `n >= size`). Its contents and generator state are part of the resume state.
+    """
+
+    def __init__(self, size: int, segments: Sequence[Segment], rng_state: dict | None, seed: int, epoch: int):
+        self.size = size
+        self.items = list(segments)
+        self.rng = np.random.default_rng([seed, epoch, _POOL_STREAM])
+        if rng_state is not None:
+            self.rng.bit_generator.state = rng_state
+
+    def push(self, segment: Segment) -> Segment | None:
+        if len(self.items) < self.size:
+            self.items.append(segment)
+            return None
+        index = int(self.rng.integers(len(self.items)))
+        out, self.items[index] = self.items[index], segment
+        return out
+
+    def pop(self) -> Segment:
+        index = int(self.rng.integers(len(self.items)))
+        self.items[index], self.items[-1] = self.items[-1], self.items[index]
+        return self.items.pop()
 
 
 class MicrobatchDataset(TorchIterableDataset):
@@ -495,10 +625,14 @@ class MicrobatchDataset(TorchIterableDataset):
         max_sequences_per_batch (`int`, *optional*):
             Packed mode: fixed number of sequences in `cu_seq_lens` (see module docstring). `None` = variable.
         shuffle (`bool`, *optional*):
-            Read map-style sources in a seeded per-epoch permutation. Defaults to `True` for map-style sources and
-            `False` for streams (which cannot be shuffled here).
+            Read map-style sources chunk by chunk in a seeded per-epoch permutation of *all chunks of all documents*.
+            Defaults to `True` for map-style sources and `False` for streams (which use `shuffle_buffer_size`).
+        shuffle_buffer_size (`int`, *optional*, defaults to 16384):
+            Streams and other sources read in order: chunks held in a shuffle buffer from which they leave in random
+            order, so that the chunks of a long document spread over many batches. The buffer is saved in the resume
+            state (up to `shuffle_buffer_size * max_seq_length` int32 tokens). 0 keeps the source's order.
         seed (`int`, *optional*, defaults to 0):
-            Seed of the permutation.
+            Seed of the permutation and of the shuffle buffer.
         infinite (`bool`, *optional*, defaults to `False`):
             If `False`, one `iter()` covers the rest of the current epoch and the next `iter()` starts the next epoch;
             if `True`, iteration runs epoch after epoch forever (stop with `max_steps`).
@@ -549,6 +683,7 @@ class MicrobatchDataset(TorchIterableDataset):
         buffer_size: int = 512,
         max_sequences_per_batch: int | None = None,
         shuffle: bool | None = None,
+        shuffle_buffer_size: int = 16384,
         seed: int = 0,
         infinite: bool = False,
         rewind: bool = False,
@@ -584,6 +719,8 @@ class MicrobatchDataset(TorchIterableDataset):
                 raise ValueError(f"padded mode needs batch_size >= 1, got {batch_size}")
             if tokens_per_batch is not None or max_sequences_per_batch is not None:
                 raise ValueError("tokens_per_batch and max_sequences_per_batch are for mode='packed'")
+        if shuffle_buffer_size < 0:
+            raise ValueError(f"shuffle_buffer_size must be >= 0 (0 keeps the source's order), got {shuffle_buffer_size}")
         if infinite and rewind:
             raise ValueError("infinite=True and rewind=True contradict each other: rewind replays one epoch per iter()")
         if not 0 <= shard_index < num_shards:
@@ -607,8 +744,10 @@ class MicrobatchDataset(TorchIterableDataset):
         self.num_shards = num_shards
         self.shard_index = shard_index
         self.return_segment_info = return_segment_info
-        self._source = _make_source(source, input_column, shuffle, seed)
+        self._source = _make_source(source, input_column, shuffle, seed, max_seq_length)
         self.shuffle = getattr(self._source, "shuffle", False)
+        # A map-style source is shuffled globally, chunk by chunk; the shuffle buffer is for sources read in order.
+        self.shuffle_buffer_size = 0 if self._source.kind == "map" else shuffle_buffer_size
         self._snapshot = _Snapshot()
         self._history: deque[_Snapshot] = deque(maxlen=max(state_history, 1))
         self._generation = 0
@@ -647,6 +786,7 @@ class MicrobatchDataset(TorchIterableDataset):
             "buffer_size": self.buffer_size if self.mode == "packed" else None,
             "max_sequences_per_batch": self.max_sequences_per_batch,
             "shuffle": self.shuffle,
+            "shuffle_buffer_size": self.shuffle_buffer_size,
             "seed": self.seed,
             "num_shards": self.num_shards,
             "shard_index": self.shard_index,
@@ -674,8 +814,6 @@ class MicrobatchDataset(TorchIterableDataset):
                 available = [s.stats.batches for s in self._history]
                 raise KeyError(f"no state after batch {at_batch} in the history (it holds batches {available})")
             snapshot = found[-1]
-        segments = snapshot.buffer
-        tokens = np.concatenate([s[0] for s in segments]) if segments else np.zeros(0, dtype=np.int32)
         return {
             "format": _STATE_FORMAT,
             "config": self._config(),
@@ -683,10 +821,9 @@ class MicrobatchDataset(TorchIterableDataset):
             "position": snapshot.position,
             "batches_in_epoch": snapshot.batches_in_epoch,
             "source_state": copy.deepcopy(snapshot.source_state),
-            "buffer_tokens": torch.from_numpy(tokens.astype(np.int32)),
-            "buffer_lengths": torch.tensor([s[0].size for s in segments], dtype=torch.long),
-            "buffer_sample_indices": torch.tensor([s[1] for s in segments], dtype=torch.long),
-            "buffer_offsets": torch.tensor([s[2] for s in segments], dtype=torch.long),
+            **_segments_to_state("buffer", snapshot.buffer),
+            **_segments_to_state("pool", snapshot.pool),
+            "pool_rng": copy.deepcopy(snapshot.pool_rng),
             "stats": asdict(snapshot.stats),
         }
 
@@ -700,6 +837,12 @@ class MicrobatchDataset(TorchIterableDataset):
                 Raise if the packing/masking settings or the source length differ from the saved ones (the batches
                 would not match the uninterrupted run); with `False`, only log a warning.
         """
+        if state.get("format") == "neobert_hf.MicrobatchDataset/1":
+            raise ValueError(
+                "This data state was written by an older neobert-hf that read documents whole; chunks are now shuffled "
+                "across the epoch, so its position cannot be continued exactly. Start a new run, or continue "
+                "training from the checkpoint's weights with --model_name_or_path (a new data order)."
+            )
         if state.get("format") != _STATE_FORMAT:
             raise ValueError(
                 f"not a MicrobatchDataset state (format {state.get('format')!r}, expected {_STATE_FORMAT!r})"
@@ -713,22 +856,15 @@ class MicrobatchDataset(TorchIterableDataset):
             if strict:
                 raise ValueError(message + ". Resume with the same settings, or pass strict=False to accept it.")
             logger.warning(message)
-        lengths = state["buffer_lengths"].tolist()
-        tokens = state["buffer_tokens"].numpy().astype(np.int32)
-        starts = np.cumsum([0, *lengths])
-        buffer = tuple(
-            (tokens[starts[i] : starts[i + 1]], int(sample), int(offset))
-            for i, (sample, offset) in enumerate(
-                zip(state["buffer_sample_indices"].tolist(), state["buffer_offsets"].tolist(), strict=True)
-            )
-        )
         self._snapshot = _Snapshot(
             epoch=int(state["epoch"]),
             position=int(state["position"]),
             source_state=copy.deepcopy(state["source_state"]),
             batches_in_epoch=int(state["batches_in_epoch"]),
-            buffer=buffer,
+            buffer=_segments_from_state("buffer", state),
             stats=PackingStats(**state["stats"]),
+            pool=_segments_from_state("pool", state),
+            pool_rng=copy.deepcopy(state["pool_rng"]),
         )
         self._history.clear()
         self._generation += 1
@@ -804,42 +940,75 @@ class MicrobatchDataset(TorchIterableDataset):
             return_segment_info=self.return_segment_info,
         )
 
+    def _incoming(self, start: _Snapshot, progress: dict[str, Any], buffer: _Buffer) -> Iterator[None]:
+        """Move segments into the packing buffer; yield wherever a batch may be taken (the state is consistent)."""
+        epoch, stats = start.epoch, progress["stats"]
+        if self._source.kind == "map":
+            for segment in self._source.segments(epoch, progress["position"]):
+                progress["position"] += 1
+                stats.documents += segment[2] == 0
+                buffer.add(segment)
+                yield
+            return
+        pool = progress["pool"]
+        size = self.max_seq_length
+        for sample_index, tokens in self._source.documents(epoch, progress["position"], start.source_state):
+            progress["position"] += 1
+            stats.documents += 1
+            for offset in range(0, tokens.size, size):
+                segment = (tokens[offset : offset + size], sample_index, offset)
+                out = pool.push(segment) if pool is not None else segment
+                if out is not None:
+                    buffer.add(out)
+            yield
+        while pool is not None and pool.items:  # the source is exhausted: empty the shuffle buffer
+            buffer.add(pool.pop())
+            yield
+
     def _iterate_epoch(self, generation: int) -> Iterator[dict[str, Any]]:
         start = self._snapshot
-        epoch, position, batches_in_epoch = start.epoch, start.position, start.batches_in_epoch
-        stats = copy.copy(start.stats)
+        epoch = start.epoch
+        pool = None
+        if self.shuffle_buffer_size:
+            pool = _ShufflePool(self.shuffle_buffer_size, start.pool, start.pool_rng, self.seed, epoch)
+        progress = {"position": start.position, "batches": start.batches_in_epoch, "stats": copy.copy(start.stats),
+                    "pool": pool}
+        stats = progress["stats"]
         buffer = _Buffer(start.buffer)
-        size = self.max_seq_length
+
+        def snapshot() -> _Snapshot:
+            return _Snapshot(
+                epoch=epoch,
+                position=progress["position"],
+                source_state=self._source.state_dict(),
+                batches_in_epoch=progress["batches"],
+                buffer=buffer.segments(),
+                stats=copy.copy(stats),
+                pool=tuple(pool.items) if pool is not None else (),
+                pool_rng=pool.rng.bit_generator.state if pool is not None else None,
+            )
 
         def emit() -> dict[str, Any] | None:
-            nonlocal batches_in_epoch
             segments = self._take(buffer)
-            keep = batches_in_epoch % self.num_shards == self.shard_index
-            batches_in_epoch += 1
+            keep = progress["batches"] % self.num_shards == self.shard_index
+            progress["batches"] += 1
             if not keep:
                 return None
             batch = self._build(segments, epoch)
+            real = sum(s[0].size for s in segments)
+            per_document: dict[int, int] = {}
+            for tokens, sample_index, _ in segments:
+                per_document[sample_index] = per_document.get(sample_index, 0) + tokens.size
             stats.batches += 1
             stats.sequences += len(segments)
-            stats.real_tokens += sum(s[0].size for s in segments)
+            stats.real_tokens += real
             stats.budget_tokens += int(batch["input_ids"].numel())
-            self._snapshot = _Snapshot(
-                epoch=epoch,
-                position=position,
-                source_state=self._source.state_dict(),
-                batches_in_epoch=batches_in_epoch,
-                buffer=buffer.segments(),
-                stats=copy.copy(stats),
-            )
+            stats.document_share_sum += max(per_document.values()) / real if real else 0.0
+            self._snapshot = snapshot()
             self._history.append(self._snapshot)
             return batch
 
-        documents = self._source.documents(epoch, position, start.source_state)
-        for sample_index, tokens in documents:
-            position += 1
-            stats.documents += 1
-            for offset in range(0, tokens.size, size):
-                buffer.add((tokens[offset : offset + size], sample_index, offset))
+        for _ in self._incoming(start, progress, buffer):
             while self._ready(buffer):
                 batch = emit()
                 if batch is not None:
@@ -853,13 +1022,7 @@ class MicrobatchDataset(TorchIterableDataset):
                 if self._generation != generation:
                     return
         # End of the epoch: record what was read after the last batch this shard yielded.
-        self._snapshot = _Snapshot(
-            epoch=epoch,
-            position=position,
-            source_state=self._source.state_dict(),
-            batches_in_epoch=batches_in_epoch,
-            stats=copy.copy(stats),
-        )
+        self._snapshot = dataclasses.replace(snapshot(), buffer=(), pool=(), pool_rng=None)
 
     def __repr__(self) -> str:
         layout = (

@@ -23,6 +23,7 @@ def build_mlm_datasets(
     batch_size: int | None = None,
     pad_to_multiple_of: int | None = 8,
     buffer_size: int = 512,
+    shuffle_buffer_size: int = 16384,
     max_sequences_per_batch: int | None = None,
     seed: int = 0,
     infinite: bool = False,
@@ -32,8 +33,9 @@ def build_mlm_datasets(
 ) -> tuple[MicrobatchDataset, MicrobatchDataset | None]:
     """Tokenize (when needed) and wrap train and eval data into [`MicrobatchDataset`]s.
 
-    The train dataset is shuffled per epoch when it is map-style (streams keep their order). The eval dataset is
-    read in order with `rewind=True`, so every evaluation sees the same batches and the same masks (epoch 0).
+    The train dataset is shuffled per epoch chunk by chunk (map-style data over the whole epoch, streams through a
+    shuffle buffer of `shuffle_buffer_size` chunks). The eval dataset is read in order with `rewind=True`, so every
+    evaluation sees the same batches and the same masks (epoch 0).
 
     Args:
         data ([`PretrainingData`]):
@@ -42,8 +44,8 @@ def build_mlm_datasets(
             The prepared tokenizer (see [`prepare_tokenizer`]); used when `data` is not tokenized yet.
         masker ([`MLMMasker`]):
             The MLM masking (its seed fixes the masks of train and eval).
-        tokens_per_batch, max_seq_length, mode, batch_size, pad_to_multiple_of, buffer_size, max_sequences_per_batch,
-        infinite, num_shards, shard_index:
+        tokens_per_batch, max_seq_length, mode, batch_size, pad_to_multiple_of, buffer_size, shuffle_buffer_size,
+        max_sequences_per_batch, infinite, num_shards, shard_index:
             See [`MicrobatchDataset`].
         seed (`int`, *optional*, defaults to 0):
             Seed of the train order.
@@ -71,8 +73,10 @@ def build_mlm_datasets(
         "num_shards": num_shards,
         "shard_index": shard_index,
     }
-    train_dataset = MicrobatchDataset(train, seed=seed, infinite=infinite, **common)
+    train_dataset = MicrobatchDataset(
+        train, seed=seed, infinite=infinite, shuffle_buffer_size=shuffle_buffer_size, **common
+    )
     eval_dataset = None
     if evaluation is not None:
-        eval_dataset = MicrobatchDataset(evaluation, shuffle=False, rewind=True, **common)
+        eval_dataset = MicrobatchDataset(evaluation, shuffle=False, shuffle_buffer_size=0, rewind=True, **common)
     return train_dataset, eval_dataset

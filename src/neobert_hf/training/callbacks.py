@@ -250,6 +250,8 @@ def format_log_line(logs: dict, state) -> str | None:
             parts.append(f"{_si(logs['masked_tokens_per_second'])} masked/s")
         if "token_utilization" in logs and logs["token_utilization"] == logs["token_utilization"]:
             parts.append(f"util {100 * logs['token_utilization']:.1f}%")
+        if "document_share" in logs:
+            parts.append(f"doc {100 * logs['document_share']:.0f}%")
         if "time_step_ms_p50" in logs:
             split = " ".join(
                 f"{short} {logs[f'time_{phase}_ms_p50']:.0f}"

@@ -434,6 +434,7 @@ def load_pretraining_datasets(
         batch_size=None if packed else 1,
         pad_to_multiple_of=data_args.pad_to_multiple_of,
         buffer_size=data_args.packing_buffer_size,
+        shuffle_buffer_size=data_args.shuffle_buffer_size,
         max_sequences_per_batch=data_args.max_sequences_per_batch,
         seed=seed,
     )

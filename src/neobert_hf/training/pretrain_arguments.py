@@ -295,6 +295,16 @@ class DataArguments(DataSourceArguments):
             "long-tailed lengths) and more reordering."
         },
     )
+    shuffle_buffer_size: int = field(
+        default=_default(MicrobatchDataset.__init__, "shuffle_buffer_size"),
+        metadata={
+            "help": "Streaming data: chunks held in a shuffle buffer that hands them out in random order, so that the "
+            "chunks of a long document spread over many batches (a document of n chunks is then about n / "
+            "shuffle_buffer_size of the batches it passes through). Saved in every checkpoint for exact resume "
+            "(up to shuffle_buffer_size * max_seq_length tokens). 0 keeps the stream's order. Map-style data is "
+            "always shuffled chunk by chunk over the whole epoch."
+        },
+    )
     max_sequences_per_batch: int | None = field(
         default=_default(MicrobatchDataset.__init__, "max_sequences_per_batch"),
         metadata={

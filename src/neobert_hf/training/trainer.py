@@ -51,6 +51,7 @@ from .checkpointing import (
     resolve_checkpoint,
     save_data_state,
 )
+from ..data.packing import PackingStats
 from .data_state import StreamPositionTracker, is_stateful
 from .hub import CleanHubPushMixin
 from .optim import QKClip, build_muonclip
@@ -374,10 +375,24 @@ class NeoBERTTrainer(CleanHubPushMixin, CheckpointTreeMixin, Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and not any(k.startswith("eval_") for k in logs):
             logs.update(self._monitor.pop_metrics())
+            logs.update(self._document_share_metrics())
             if self._qk_clip is not None and self._qk_clip.last_max_logit is not None:
                 logs["qk_max_logit"] = self._qk_clip.last_max_logit
                 logs["qk_clipped_heads"] = self._qk_clip.last_clipped_heads
         super().log(logs, start_time)
+
+    def _document_share_metrics(self) -> dict[str, float]:
+        """Batch diversity over the logging window: the largest single-document share of a batch's real tokens,
+        averaged over the batches the (main-process) packer built since the last log."""
+        stats = getattr(self.train_dataset, "stats", None)
+        if not isinstance(stats, PackingStats):
+            return {}
+        previous = getattr(self, "_last_packing_stats", None) or PackingStats()
+        self._last_packing_stats = stats
+        batches = stats.batches - previous.batches
+        if batches <= 0:
+            return {}
+        return {"document_share": (stats.document_share_sum - previous.document_share_sum) / batches}
 
     # ------------------------------------------------------------------------------------------------------------------
     # Data position
