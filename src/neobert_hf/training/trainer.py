@@ -416,6 +416,8 @@ class NeoBERTTrainer(CleanHubPushMixin, CheckpointTreeMixin, Trainer):
             if self._resume_dir is not None and not self.args.ignore_data_skip:
                 dataset.load_state_dict(load_data_state(self._resume_dir))
                 self._data_state_restored = True
+            # The logged document share is per logging window: it starts from the restored statistics.
+            self._last_packing_stats = getattr(dataset, "stats", None)
             if self.args.dataloader_num_workers > 0:
                 logger.warning(
                     "The stream position of a stateful IterableDataset is tracked only with dataloader_num_workers=0 "
