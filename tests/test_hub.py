@@ -109,3 +109,85 @@ def test_trainer_push_arguments_are_checked_before_anything_is_written(tmp_path,
         make_trainer(args)
     assert hub.repos == [] and hub.uploads == []
     assert not os.path.exists(tmp_path / "run") or list_files(tmp_path / "run") == []
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The allow-list: only model files leave the machine, whatever else sits in the folder
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _litter(folder) -> None:
+    """What a user's folder may also hold: nested training state, secrets, records, unrelated files, a link out."""
+    folder = str(folder)
+    for rel, data in {
+        "backup/optimizer.pt": b"state",
+        "backup/model.safetensors": b"old weights",
+        "notes/README.md": b"notes",
+        ".env": b"HF_TOKEN=hf_secret",
+        ".git/config": b"[core]",
+        "optimizer.pt": b"state",
+        "scheduler.pt": b"state",
+        "rng_state.pth": b"state",
+        "trainer_state.json": b"{}",
+        "training_args.bin": b"args",
+        "data_state.json": b"{}",
+        "run_args.json": b"{}",
+        "eval/results.json": b"{}",
+        "pytorch_model_fsdp_0.bin": b"state",
+    }.items():
+        path = os.path.join(folder, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(data)
+    outside = os.path.join(os.path.dirname(folder), "outside.safetensors")
+    with open(outside, "wb") as handle:
+        handle.write(b"not this model's")
+    os.symlink(outside, os.path.join(folder, "linked.safetensors"))
+
+
+def test_push_uploads_only_the_allow_list_of_a_littered_folder(checkpoint, tmp_path, hub, capsys):
+    export_model(checkpoint, tmp_path / "export")
+    _litter(tmp_path / "export")
+    assert main(["push", str(tmp_path / "export"), "--repo-id", "org/tiny"]) == 0
+    (upload,) = hub.uploads
+    assert upload["files"] == CLEAN_FILES
+    out = capsys.readouterr().out
+    assert f"Uploading {len(CLEAN_FILES)} files of" in out
+    assert all(f"  {name}\n" in out for name in CLEAN_FILES) and "optimizer" not in out
+
+    # A checkpoint folder (optimizer, scheduler, trainer state) is exported first, and the export is uploaded.
+    result = push_to_hub(checkpoint, "org/tiny")
+    assert result.files == CLEAN_FILES and hub.uploads[-1]["files"] == CLEAN_FILES
+
+
+def test_dry_run_lists_the_files_and_uploads_nothing(checkpoint, tmp_path, hub, capsys):
+    export_model(checkpoint, tmp_path / "export")
+    _litter(tmp_path / "export")
+    assert main(["push", str(tmp_path / "export"), "--repo-id", "org/tiny", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"Would upload {len(CLEAN_FILES)} files" in out and "nothing was uploaded" in out
+    assert all(f"  {name}\n" in out for name in CLEAN_FILES)
+    assert main(["push", checkpoint, "--repo-id", "org/tiny", "--dry-run"]) == 0
+    assert "model.safetensors" in capsys.readouterr().out
+    assert hub.repos == [] and hub.uploads == []
+
+
+def test_include_adds_named_files_and_refuses_state(checkpoint, tmp_path, hub, capsys):
+    export_model(checkpoint, tmp_path / "export")
+    _litter(tmp_path / "export")
+    folder = str(tmp_path / "export")
+    assert main(["push", folder, "--repo-id", "org/tiny", "--include", "eval/results.json"]) == 0
+    assert hub.uploads[-1]["files"] == sorted(CLEAN_FILES + ["eval/results.json"])
+    capsys.readouterr()
+    for name, message in [
+        ("missing.json", "no such file"),
+        ("backup/optimizer.pt", "never uploaded"),
+        (".env", "never uploaded"),
+        ("training_args.bin", "never uploaded"),
+        ("../outside.safetensors", "inside"),
+        ("linked.safetensors", "links outside"),
+    ]:
+        assert main(["push", folder, "--repo-id", "org/tiny", "--include", name]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err and "Traceback" not in err, (name, err)
+    assert len(hub.uploads) == 1

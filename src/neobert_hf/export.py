@@ -19,13 +19,17 @@ model part, rebuilt from a strict load of the weights:
 The folder is written under a temporary name next to `<out>` and renamed once complete, so `<out>` never holds a
 partial export; nothing is written when the weights do not load strictly.
 
-[`push_to_hub`] uploads exactly such a folder (a checkpoint is exported to a temporary folder first); the Trainer
-does the same through [`~neobert_hf.training.hub.CleanHubPushMixin`].
+[`push_to_hub`] uploads such a folder (a checkpoint is exported to a temporary folder first), and of it only the files
+of [`push_allow_list`]: weights, config, tokenizer, remote code, the model card, sentence-transformers module files and
+files named explicitly (`include`). Anything else in the folder (a nested `backup/optimizer.pt`, a `.env`, training
+state, `run_args.json`) never leaves the machine. The Trainers do the same through
+[`~neobert_hf.training.hub.CleanHubPushMixin`].
 """
 
 from __future__ import annotations
 
 import fnmatch
+import glob
 import json
 import logging
 import os
@@ -40,11 +44,14 @@ from .model_card import ARCHITECTURE_TO_TASK, TASKS, Task, write_model_card
 __all__ = [
     "DTYPES",
     "RESUME_STATE_PATTERNS",
+    "PUSH_ALLOW_PATTERNS",
     "ExportError",
     "ExportResult",
+    "PushResult",
     "export_model",
     "find_resume_state",
     "load_strict",
+    "push_allow_list",
     "push_to_hub",
     "resolve_model_folder",
 ]
@@ -71,6 +78,52 @@ RESUME_STATE_PATTERNS: tuple[str, ...] = (
     "data_state.pt",
     "pytorch_model_fsdp*",
     "global_step*",
+)
+
+
+#: Names of the files a push uploads: at the top of the folder, or at the top of a sentence-transformers module folder
+#: named in `modules.json` (`1_Pooling/config.json`, `2_Dense/model.safetensors`). Nothing deeper, no dot-file.
+PUSH_ALLOW_PATTERNS: tuple[str, ...] = (
+    # weights
+    "*.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model*.bin",
+    "pytorch_model.bin.index.json",
+    "adapter_model.bin",
+    "adapter_config.json",
+    # config
+    "config.json",
+    "generation_config.json",
+    # tokenizer
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "*.model",
+    "chat_template.jinja",
+    "chat_template.json",
+    # remote code
+    "*.py",
+    # model card
+    "README.md",
+    # sentence-transformers
+    "modules.json",
+    "sentence_bert_config.json",
+    "config_sentence_transformers.json",
+)
+
+#: Names a push never uploads, even when they match [`PUSH_ALLOW_PATTERNS`] or are named explicitly.
+PUSH_DENY_PATTERNS: tuple[str, ...] = RESUME_STATE_PATTERNS + (
+    "optimizer*",
+    "scheduler*",
+    "scaler*",
+    "rng_state*",
+    "run_args.json",
+    "preprocess_info.json",
+    ".*",
 )
 
 
@@ -434,6 +487,108 @@ def _is_clean_export(folder: str) -> bool:
     return os.path.isfile(os.path.join(folder, "config.json")) and not find_resume_state(folder)
 
 
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def _inside(folder: str, path: str) -> bool:
+    """`path` (a symlink resolved) is a file inside `folder`."""
+    root = os.path.realpath(folder)
+    real = os.path.realpath(path)
+    return os.path.isfile(real) and real.startswith(root + os.sep)
+
+
+def _module_dirs(folder: str) -> list[str]:
+    """The sentence-transformers module folders that `<folder>/modules.json` names (one level, no `..`)."""
+    modules = os.path.join(folder, "modules.json")
+    if not os.path.isfile(modules):
+        return []
+    try:
+        with open(modules, encoding="utf-8") as handle:
+            entries = json.load(handle)
+    except (OSError, ValueError):
+        return []
+    dirs = []
+    for entry in entries if isinstance(entries, list) else []:
+        path = entry.get("path") if isinstance(entry, dict) else None
+        if isinstance(path, str) and path and "/" not in path.strip("/") and not path.startswith("."):
+            dirs.append(path.strip("/"))
+    return sorted(set(dirs))
+
+
+def _check_included(folder: str, include) -> list[str]:
+    files = []
+    for name in include or ():
+        rel = os.path.normpath(os.fspath(name)).replace(os.sep, "/")
+        path = os.path.join(folder, rel)
+        if os.path.isabs(os.fspath(name)) or rel.startswith("../") or rel == "..":
+            raise ExportError(f"--include {name}: name a file inside {folder} by its relative path. Nothing was uploaded.")
+        if not os.path.isfile(path):
+            raise ExportError(f"--include {name}: there is no such file in {folder}. Nothing was uploaded.")
+        if any(_matches(part, PUSH_DENY_PATTERNS) for part in rel.split("/")):
+            raise ExportError(
+                f"--include {name}: training state, run records and hidden files are never uploaded. Nothing was "
+                "uploaded."
+            )
+        if not _inside(folder, path):
+            raise ExportError(f"--include {name}: it links outside {folder}. Nothing was uploaded.")
+        files.append(rel)
+    return files
+
+
+def push_allow_list(folder: str | os.PathLike, include=()) -> list[str]:
+    """The files of `folder` that a push uploads, relative paths with `/`, sorted.
+
+    A file is uploaded when its name matches [`PUSH_ALLOW_PATTERNS`] and it sits at the top of `folder` or at the top
+    of a sentence-transformers module folder named in `modules.json`, or when `include` names it; never when its name
+    matches [`PUSH_DENY_PATTERNS`] (optimizer, scheduler, RNG, trainer and data state, `training_args.bin`,
+    `run_args.json`, dot-files) or when it is a link to a file outside `folder`.
+
+    Raises:
+        [`ExportError`]: an `include` entry that is not a file of `folder`, or that is training state or hidden.
+    """
+    folder = os.fspath(folder)
+    chosen = set(_check_included(folder, include))
+    for sub in ["", *_module_dirs(folder)]:
+        where = os.path.join(folder, sub)
+        if not os.path.isdir(where) or os.path.islink(where) and sub:
+            continue
+        for name in os.listdir(where):
+            path = os.path.join(where, name)
+            if _matches(name, PUSH_ALLOW_PATTERNS) and not _matches(name, PUSH_DENY_PATTERNS) and _inside(folder, path):
+                chosen.add(f"{sub}/{name}" if sub else name)
+    return sorted(chosen)
+
+
+@dataclass
+class PushResult:
+    """What [`push_to_hub`] uploaded (or, with `dry_run`, would upload).
+
+    Args:
+        repo_id: the Hub repository.
+        files: the uploaded files, relative paths with `/`, sorted.
+        commit_info: the `CommitInfo` of the upload; `None` for a dry run.
+    """
+
+    repo_id: str
+    files: list[str]
+    commit_info: Any = None
+
+    @property
+    def commit_url(self) -> str | None:
+        return getattr(self.commit_info, "commit_url", None)
+
+
+def upload_allowed(api, repo_id: str, folder: str, files: list[str], **kwargs):
+    """`api.upload_folder` of exactly `files` of `folder` (huggingface_hub's `allow_patterns`, each an escaped
+    literal path, so no other file can match)."""
+    if not files:
+        raise ExportError(f"{folder} holds no model file to upload; nothing was uploaded.")
+    return api.upload_folder(
+        repo_id=repo_id, folder_path=folder, allow_patterns=[glob.escape(f) for f in files], **kwargs
+    )
+
+
 def _hub_api(token: str | None = None):
     from huggingface_hub import HfApi
 
@@ -448,13 +603,17 @@ def push_to_hub(
     revision: str | None = None,
     token: str | None = None,
     commit_message: str | None = None,
+    include=(),
+    dry_run: bool = False,
+    announce=None,
     **export_kwargs: Any,
-):
-    """Upload a clean model folder to the Hub.
+) -> PushResult:
+    """Upload a clean model folder to the Hub: only the files of [`push_allow_list`].
 
     An exported folder (a `config.json` and no training state) is uploaded as it is. A checkpoint folder or a run's
     `output_dir` is first exported with [`export_model`] (`export_kwargs`) to a temporary folder, and that folder
-    is uploaded: optimizer, scheduler, RNG and trainer state never leave the machine.
+    is uploaded: optimizer, scheduler, RNG and trainer state never leave the machine. The list of files is logged
+    before the upload.
 
     Args:
         source: an exported folder, a `checkpoints/<step>/` folder or a run's `output_dir`.
@@ -463,15 +622,20 @@ def push_to_hub(
         revision: branch to push to (created from the default branch if needed).
         token: Hub token (defaults to the logged-in one).
         commit_message: commit message.
+        include: more files of the source folder to upload, by relative path (copied into the export of a
+            checkpoint); training state and dot-files are refused.
+        dry_run: list the files that would be uploaded and upload nothing (no repository is created).
+        announce: called with the list of files before anything is uploaded (the CLI prints it); by default the
+            list is logged.
         export_kwargs: passed to [`export_model`] when `source` must be exported first (`task`,
             `sentence_transformers`, `pooling`, ...).
 
     Returns:
-        The `CommitInfo` of the upload.
+        [`PushResult`]: the repo, the uploaded files and the `CommitInfo` (`None` for a dry run).
 
     Raises:
-        [`ExportError`]: no or invalid repo id, a source that is not a model, or export options given with an
-        already exported folder. Nothing is uploaded then.
+        [`ExportError`]: no or invalid repo id, a source that is not a model, a bad `include`, or export options
+        given with an already exported folder. Nothing is uploaded then.
     """
     repo_id = _check_repo_id(repo_id)
     folder = os.fspath(source)
@@ -486,19 +650,40 @@ def push_to_hub(
                 )
             resolve_model_folder(folder)  # has weights
             upload = folder
+            files = push_allow_list(upload, include)
         else:
+            model_folder = resolve_model_folder(folder)
+            extra = _check_included(model_folder, include)
             card_facts = dict(export_kwargs.pop("card_facts", None) or {})
             card_facts.setdefault("model_id", repo_id)
+            card_facts.setdefault("model_name", repo_id.split("/")[-1])  # not the temporary folder's name
             upload = os.path.join(scratch, "export")
             export_model(folder, upload, card_facts=card_facts, **export_kwargs)
+            for rel in extra:
+                target = os.path.join(upload, rel)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                shutil.copyfile(os.path.join(model_folder, rel), target)
+            files = push_allow_list(upload, extra)
+        if not files:
+            raise ExportError(f"{folder} holds no model file to upload; nothing was uploaded.")
+        if announce is not None:
+            announce(files)
+        else:
+            logger.info("%s %d files to %s: %s", "Would upload" if dry_run else "Uploading", len(files), repo_id,
+                        ", ".join(files))
+        if dry_run:
+            return PushResult(repo_id=repo_id, files=files)
         api = _hub_api(token)
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         if revision is not None and revision != "main":
             api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
-        return api.upload_folder(
-            repo_id=repo_id,
-            folder_path=upload,
+        info = upload_allowed(
+            api,
+            repo_id,
+            upload,
+            files,
             revision=revision,
             commit_message=commit_message or f"Upload {os.path.basename(os.path.normpath(folder))} with neobert-hf",
             repo_type="model",
         )
+        return PushResult(repo_id=repo_id, files=files, commit_info=info)

@@ -3,10 +3,13 @@
 ```
 neobert-hf push exported/tiny --repo-id my-org/neobert-tiny [--private] [--revision dev]
 neobert-hf push runs/tiny/checkpoints/200 --repo-id my-org/neobert-tiny   # exported to a temporary folder first
+neobert-hf push exported/tiny --repo-id my-org/neobert-tiny --dry-run      # list what would be uploaded
+neobert-hf push exported/tiny --repo-id my-org/neobert-tiny --include eval/results.json
 ```
 
-Only the clean export is uploaded (weights, config, code, tokenizer, card): never optimizer, scheduler, RNG or
-trainer state, nor the checkpoint tree. See [`neobert_hf.export.push_to_hub`].
+Only the files of the clean export's allow-list are uploaded (weights, config, code, tokenizer, card, and the files
+named with `--include`), and they are printed first: never optimizer, scheduler, RNG or trainer state, nor the
+checkpoint tree, nor anything nested or hidden. See [`neobert_hf.export.push_to_hub`].
 """
 
 from __future__ import annotations
@@ -32,6 +35,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--revision", default=None, help="Branch to push to (created if needed). Default: main.")
     parser.add_argument("--commit-message", default=None, help="Commit message.")
     parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the logged-in token).")
+    parser.add_argument(
+        "--include", action="append", default=[], metavar="FILE",
+        help="Also upload this file of the source folder (relative path; repeatable). Training state and hidden "
+        "files are refused.",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="Print the files that would be uploaded; upload nothing."
+    )
     add_export_options(parser)
     return parser
 
@@ -53,6 +64,13 @@ def run(args: argparse.Namespace) -> int:
 
     kwargs = _given_export_options(args)
     source = args.source
+
+    def announce(files: list[str]) -> None:
+        verb = "Would upload" if args.dry_run else "Uploading"
+        print(f"{verb} {len(files)} files of {source} to {args.repo_id}:")
+        for name in files:
+            print(f"  {name}")
+        sys.stdout.flush()
     try:
         info = push_to_hub(
             source,
@@ -61,10 +79,16 @@ def run(args: argparse.Namespace) -> int:
             revision=args.revision,
             token=args.token,
             commit_message=args.commit_message,
+            include=args.include,
+            dry_run=args.dry_run,
+            announce=announce,
             **kwargs,
         )
     except (ExportError, ImportError) as err:
         print(f"neobert-hf push: error: {err}", file=sys.stderr)
         return 2
-    print(f"Pushed {source} to {args.repo_id}: {getattr(info, 'commit_url', info)}")
+    if args.dry_run:
+        print("Dry run: nothing was uploaded.")
+    else:
+        print(f"Pushed {source} to {info.repo_id}: {info.commit_url}")
     return 0

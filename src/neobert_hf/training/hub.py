@@ -1,4 +1,4 @@
-"""Trainer-side `push_to_hub` that uploads only a clean exported model folder.
+"""Trainer-side `push_to_hub` that uploads only a clean exported model folder, and of it only the allow-listed files.
 
 transformers' `Trainer` pushes `args.output_dir` (which here holds the whole `checkpoints/` tree, since its ignore
 pattern only knows `checkpoint-*`) plus `training_args.bin`, and with `hub_strategy="checkpoint"` the resumable
@@ -11,8 +11,14 @@ checkpoint itself (optimizer, scheduler, RNG). [`CleanHubPushMixin`] replaces th
   exports that checkpoint with [`~neobert_hf.export.export_model`] to `<output_dir>/.hub-export-<step>-<random>/`
   and uploads that folder (in the background during training, like the Trainer; the final step is uploaded before
   `train()` returns). The staging folder is removed once uploaded.
-- `push_to_hub()` (explicit calls, and `save_model()` with `push_to_hub=True`): saves the current model, exports it
-  the same way and uploads the export.
+- `push_to_hub()` (explicit calls, and `save_model()` with `push_to_hub=True`): saves the current model the way a
+  checkpoint saves it (`_save_checkpoint_model`: GLUE's LoRA runs save the merged model), exports it the same way
+  and uploads the export.
+
+Every upload sends only the files of [`~neobert_hf.export.push_allow_list`] (weights, config, tokenizer, remote code,
+model card, sentence-transformers module files), and logs their list first. The pretraining, GLUE and contrastive
+Trainers all use this mixin; the contrastive Trainer's export is the allow-listed files of its sentence-transformers
+folder (`_stage_export` copies them), the others' is [`~neobert_hf.export.export_model`].
 """
 
 from __future__ import annotations
@@ -41,12 +47,17 @@ def _hf_api():
 class CleanHubPushMixin:
     """Put before `transformers.Trainer` in the bases of a Trainer: every Hub upload is a clean exported folder."""
 
+    #: The Trainer needs `processing_class` to push a usable folder (a SentenceTransformer holds its own tokenizer).
+    push_needs_processing_class: bool = True
+
     def __init__(self, *args: Any, **kwargs: Any):
         training_args = kwargs.get("args")
         if training_args is None and len(args) > 1:
             training_args = args[1]
         if training_args is not None and training_args.push_to_hub:
-            check_push_arguments(training_args, kwargs.get("processing_class"))
+            check_push_arguments(
+                training_args, kwargs.get("processing_class"), needs_tokenizer=self.push_needs_processing_class
+            )
         super().__init__(*args, **kwargs)
 
     # ------------------------------------------------------------------------------------------------------------------
@@ -55,13 +66,20 @@ class CleanHubPushMixin:
         from neobert_hf.export import export_model
 
         staging = os.path.join(self.args.output_dir, f"{STAGING_PREFIX}{tag}-{secrets.token_hex(3)}")
-        export_model(source, staging, card_facts={"model_id": self.hub_model_id})
+        name = self.hub_model_id.split("/")[-1]  # not the staging folder's name
+        export_model(source, staging, card_facts={"model_id": self.hub_model_id, "model_name": name})
         return staging
 
     def _upload(self, folder: str, commit_message: str, blocking: bool, token: str | None = None, revision=None):
-        future_or_info = _hf_api().upload_folder(
-            repo_id=self.hub_model_id,
-            folder_path=folder,
+        from neobert_hf.export import push_allow_list, upload_allowed
+
+        files = push_allow_list(folder)
+        logger.info(f"Pushing {len(files)} files to {self.hub_model_id}: {', '.join(files)}")
+        future_or_info = upload_allowed(
+            _hf_api(),
+            self.hub_model_id,
+            folder,
+            files,
             commit_message=commit_message,
             token=token if token is not None else self.args.hub_token,
             run_as_future=not blocking,
@@ -113,7 +131,11 @@ class CleanHubPushMixin:
             self.init_hf_repo(token=token, private=private)
         # All processes take part in saving (sharded models); the folder name must be the same on every rank.
         scratch = os.path.join(self.args.output_dir, f"{STAGING_PREFIX}save-step{self.state.global_step}")
-        self.save_model(scratch, _internal_call=True)
+        save = getattr(self, "_save_checkpoint_model", None)  # CheckpointTreeMixin: the folder a checkpoint holds
+        if save is not None:
+            save(scratch)
+        else:
+            self.save_model(scratch, _internal_call=True)
         if not self.is_world_process_zero():
             return None
         try:
@@ -125,8 +147,9 @@ class CleanHubPushMixin:
         return self._upload(staging, commit_message or "Upload model", blocking, token=token, revision=revision)
 
 
-def check_push_arguments(args, processing_class, require_push_flag: bool = True) -> None:
-    """Errors for a Trainer push that cannot upload a clean, usable folder (see the module docstring)."""
+def check_push_arguments(args, processing_class=None, require_push_flag: bool = True, needs_tokenizer: bool = True) -> None:
+    """Errors for a Trainer push that cannot upload a clean, usable folder (see the module docstring). The CLIs call it
+    with `needs_tokenizer=False` while checking their arguments (they always load a tokenizer)."""
     if require_push_flag and not args.push_to_hub:
         return
     if not args.hub_model_id:
@@ -140,7 +163,7 @@ def check_push_arguments(args, processing_class, require_push_flag: bool = True)
             f"hub_strategy={strategy.value} would upload the resumable checkpoint (optimizer, scheduler, RNG and "
             "trainer state). Use hub_strategy=every_save (a clean export of every saved checkpoint) or end."
         )
-    if processing_class is None:
+    if needs_tokenizer and processing_class is None:
         raise ValueError(
             "push_to_hub needs the tokenizer (processing_class=...) so that the pushed model folder is usable."
         )
