@@ -26,6 +26,8 @@ import json
 import logging
 import math
 import os
+import secrets
+import shutil
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -53,6 +55,7 @@ from sentence_transformers.sentence_transformer.training_args import (  # noqa: 
 )
 
 from ..training.checkpointing import CheckpointTreeMixin, checkpoint_dir, resolve_checkpoint  # noqa: E402
+from ..training.hub import STAGING_PREFIX, CleanHubPushMixin  # noqa: E402
 
 
 __all__ = [
@@ -615,9 +618,11 @@ class ContrastiveTrainingArguments(SentenceTransformerTrainingArguments):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class ContrastiveTrainer(CheckpointTreeMixin, SentenceTransformerTrainer):
+class ContrastiveTrainer(CleanHubPushMixin, CheckpointTreeMixin, SentenceTransformerTrainer):
     """`SentenceTransformerTrainer` with SimCSE batch mixing and the package's checkpoint tree
-    ([`~neobert_hf.training.checkpointing.CheckpointTreeMixin`]).
+    ([`~neobert_hf.training.checkpointing.CheckpointTreeMixin`]). With `push_to_hub` it uploads only the model files
+    of a saved sentence-transformers folder ([`~neobert_hf.export.push_allow_list`]), never the checkpoint tree
+    ([`~neobert_hf.training.hub.CleanHubPushMixin`]).
 
     Args:
         pretraining_prob (`float`, *optional*): when the training dataset is a `DatasetDict` with `pairs` and
@@ -657,6 +662,20 @@ class ContrastiveTrainer(CheckpointTreeMixin, SentenceTransformerTrainer):
 
     def _save_checkpoint_files(self, tmp_dir: str, final_dir: str) -> None:
         """Nothing beyond the sentence-transformers folder: `save_model` already wrote its own model card."""
+
+    push_needs_processing_class = False  # the SentenceTransformer saves its own tokenizer
+
+    def _stage_export(self, source: str, tag: str) -> str:
+        """The export of a sentence-transformers folder: a copy of its allow-listed files (weights, config, tokenizer,
+        module files, card)."""
+        from ..export import push_allow_list
+
+        staging = os.path.join(self.args.output_dir, f"{STAGING_PREFIX}{tag}-{secrets.token_hex(3)}")
+        for rel in push_allow_list(source):
+            target = os.path.join(staging, rel)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copyfile(os.path.join(source, rel), target)
+        return staging
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -721,6 +740,9 @@ def prepare_contrastive(args: ContrastiveArguments, training_args: ContrastiveTr
     from .checkpoints import resolve_pretrained_path
     from .sentence_transformers import build_sentence_transformer
 
+    from ..training.hub import check_push_arguments
+
+    check_push_arguments(training_args, needs_tokenizer=False)  # the model saves its own tokenizer
     start = time.perf_counter()
     source = resolve_pretrained_path(args.model_name_or_path)  # a run folder -> one of its checkpoints
     if args.pretraining_prob > 0:

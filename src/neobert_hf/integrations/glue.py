@@ -655,7 +655,9 @@ def prepare_glue(args: GlueTrainingArguments) -> GlueSetup:
             bad input, with a message that says what to change.
     """
     from .. import NeoBERTForSequenceClassification
+    from ..training.hub import check_push_arguments
 
+    check_push_arguments(args, needs_tokenizer=False)  # the tokenizer is loaded below
     task = args.glue_task
     resume = _check_output_dir(args)
     source = resolve_pretrained_path(args.model_name_or_path, args.checkpoint)

@@ -11,6 +11,7 @@ import os
 from transformers import EarlyStoppingCallback, Trainer
 
 from ..training.checkpointing import CheckpointTreeMixin, write_checkpoint_card
+from ..training.hub import CleanHubPushMixin
 
 
 __all__ = ["ADAPTER_DIR", "GlueEarlyStoppingCallback", "GlueTrainer"]
@@ -39,9 +40,11 @@ class GlueEarlyStoppingCallback(EarlyStoppingCallback):
         super().on_evaluate(args, state, control, metrics, **kwargs)
 
 
-class GlueTrainer(CheckpointTreeMixin, Trainer):
+class GlueTrainer(CleanHubPushMixin, CheckpointTreeMixin, Trainer):
     """[`~transformers.Trainer`] writing the `<output_dir>/checkpoints/<step>/` tree of pretraining
     ([`~neobert_hf.training.checkpointing.CheckpointTreeMixin`]), each folder with a model card naming the GLUE task.
+    With `push_to_hub` it uploads a clean export of the model, never the checkpoint tree
+    ([`~neobert_hf.training.hub.CleanHubPushMixin`]).
 
     With LoRA the folder holds the merged model (so it loads with `from_pretrained` like any other) and the adapter
     under `adapter/`, which best-model loading and resume use.

@@ -484,7 +484,10 @@ def prepare_pretraining(
         for each bad input (missing max_steps, `max_seq_length > max_position_embeddings`, vocabularies that cannot
         be synced, empty data, missing text column, incomplete resume checkpoint, a CUDA-only kernel on CPU, ...).
     """
+    from .hub import check_push_arguments
+
     _check_training_args(training_args)
+    check_push_arguments(training_args, needs_tokenizer=False)  # the tokenizer is loaded below
     _check_attention(model_args, training_args)
     callbacks = []
     if precision_args is not None:
