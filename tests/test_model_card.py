@@ -99,3 +99,27 @@ def test_bad_facts_are_errors(tmp_path):
         collect_facts(tmp_path, steps=3)
     with pytest.raises(FileNotFoundError, match="no config.json"):
         collect_facts(tmp_path)
+
+
+def test_cards_show_no_local_absolute_path(checkpoint, tmp_path, monkeypatch):
+    # The run's arguments name local files, a local base model and an absolute output folder.
+    data = tmp_path / "corpora" / "my-corpus"
+    base = tmp_path / "models" / "my-base"
+    run_args = {
+        "data_files": [str(data / "part-0.jsonl"), str(data / "part-1.jsonl")],
+        "model_name_or_path": str(base),
+    }
+    card = render_model_card(checkpoint, run_args=run_args, model_id=os.path.abspath(checkpoint))
+    run_name = os.path.basename(os.path.dirname(os.path.dirname(checkpoint)))
+    assert str(tmp_path) not in card and os.path.dirname(os.path.abspath(checkpoint)) not in card
+    assert "part-0.jsonl, part-1.jsonl" in card and "| initialised from | my-base |" in card
+    assert f'from_pretrained("{run_name}/checkpoints/2"' in card  # the checkpoint by its run's name
+    assert DATASET not in card  # local files replace the dataset name of run_args.json
+
+    # Under the current folder, a path is shown relative to it.
+    monkeypatch.chdir(tmp_path)
+    card = render_model_card(checkpoint, run_args=run_args, dataset=str(data))
+    assert "corpora/my-corpus" in card and str(tmp_path) not in card
+    # Hub ids and URLs are not paths.
+    card = render_model_card(checkpoint, dataset="nyu-mll/glue (mrpc)", base_model="org/base")
+    assert "nyu-mll/glue (mrpc)" in card and "base_model: org/base" in card

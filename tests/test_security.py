@@ -5,10 +5,11 @@ hold no local absolute path. Offline: the Hub is replaced by `HubRecorder`."""
 import os
 
 import pytest
-from test_cli_pretrain import pretrain
+from test_cli_pretrain import CORPUS, pretrain
 from test_export_fixtures import HubRecorder, list_files
 
 from neobert_hf.cli.main import main
+from neobert_hf.model_card import display_path
 
 
 ARG_TOKEN = "hf_SECRETxyzArgumentToken0123456789"
@@ -54,6 +55,12 @@ def test_no_token_in_any_written_file(tmp_path, monkeypatch, hub, capsys):
     assert uploaded_secrets == []
     printed = capsys.readouterr()
     assert ARG_TOKEN not in printed.out + printed.err and ENV_TOKEN not in printed.out + printed.err
+
+    # Model cards (checkpoints', the export's) name local data and folders without their absolute path.
+    cards = [p for p in list_files(tmp_path) if p.endswith("README.md")]
+    assert len(cards) >= 3
+    assert [p for p in files_holding(tmp_path, str(tmp_path), CORPUS) if p.endswith("README.md")] == []
+    assert f"| data | {display_path(CORPUS)}" in (tmp_path / "exported" / "README.md").read_text()
 
     import torch
 

@@ -8,6 +8,9 @@ names the data. A Trainer writing a checkpoint passes its state and arguments di
 last). Anything not recorded is said to be unknown rather than guessed. This is the only card renderer: exports,
 pretraining, contrastive and GLUE checkpoints all use it.
 
+A card never shows a local absolute path ([`display_path`]): a path under the current folder is shown relative to
+it, any other by its name (`<run>/checkpoints/<step>` for a checkpoint).
+
 Example:
 
 ```python
@@ -26,6 +29,7 @@ import importlib.resources
 import json
 import math
 import os
+import re
 import struct
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -40,6 +44,7 @@ __all__ = [
     "TaskInfo",
     "collect_facts",
     "count_parameters",
+    "display_path",
     "render_model_card",
     "template_path",
     "write_model_card",
@@ -485,6 +490,36 @@ def _metric_rows(facts: ModelCardFacts) -> list[dict[str, str]]:
     return rows
 
 
+# An absolute POSIX path inside a fact: starts a word with "/" (not the "/" of "org/name" or of "https://").
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/[^\s,;()\[\]{}<>\"'`|]+")
+
+
+def display_path(path: str) -> str:
+    """How a card shows a local path: as given when relative, relative to the current folder when under it, else by
+    its name (the last component; `<run>/checkpoints/<step>` for a checkpoint folder). Never an absolute path."""
+    if not os.path.isabs(path):
+        return path
+    path = os.path.normpath(path)
+    cwd = os.path.abspath(os.getcwd())
+    if path.startswith(cwd + os.sep):
+        return os.path.relpath(path, cwd)
+    parts = [p for p in path.split(os.sep) if p]
+    if len(parts) >= 3 and parts[-2] == "checkpoints":
+        return "/".join(parts[-3:])
+    return parts[-1] if parts else path
+
+
+def _without_local_paths(value: Any) -> Any:
+    """`value` with every absolute path inside its strings replaced by [`display_path`] (dicts and lists too)."""
+    if isinstance(value, str):
+        return _ABSOLUTE_PATH.sub(lambda m: display_path(m.group(0)), value)
+    if isinstance(value, dict):
+        return {k: _without_local_paths(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_without_local_paths(v) for v in value)
+    return value
+
+
 def _card_data(facts: ModelCardFacts):
     from huggingface_hub import ModelCardData
 
@@ -548,6 +583,13 @@ def render_model_card(
         facts = ModelCardFacts(**{**folder_or_facts, **overrides})
     else:
         facts = collect_facts(folder_or_facts, **overrides)
+    facts = dataclasses.replace(
+        facts,
+        **{
+            name: _without_local_paths(getattr(facts, name))
+            for name in ("model_name", "model_id", "dataset", "hyperparameters", "base_model", "finetuned_on", "adapter")
+        },
+    )
 
     info = TASKS[facts.task]
     model_id = facts.model_id or "path/to/this/folder"
