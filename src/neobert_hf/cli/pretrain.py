@@ -100,9 +100,8 @@ def run(args: argparse.Namespace) -> int:
         logger.info(setup.summary())
     from ..training import NonFiniteLossError
 
-    trainer = setup.build_trainer()
     try:
-        trainer.train(resume_from_checkpoint=setup.resume_from_checkpoint)
+        trainer = setup.train()  # a start that fails leaves no new output folder and run_args.json unchanged
     except NonFiniteLossError as error:
         print(f"neobert-hf pretrain: {error}", file=sys.stderr)
         return 1

@@ -22,11 +22,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers import TrainerCallback
 
 from ..data import (
     MLMMasker,
@@ -106,7 +108,9 @@ class PretrainingSetup:
 
     def save_run_args(self) -> str | None:
         """Writes `<output_dir>/run_args.json` (main process only; written to a temporary name, then renamed) and
-        returns its path, or `None` on the other processes. A resumed run rewrites it with its own arguments."""
+        returns its path, or `None` on the other processes. The Trainer of [`build_trainer`] calls it when training
+        begins (weights, optimizer and resume state loaded), so a start that fails leaves the file as it was; a
+        resumed run then rewrites it with its own arguments."""
         if self.training_args.process_index != 0:
             return None
         os.makedirs(self.training_args.output_dir, exist_ok=True)
@@ -119,10 +123,10 @@ class PretrainingSetup:
         return path
 
     def build_trainer(self):
-        """The [`NeoBERTTrainer`] of this setup (creates `output_dir` and writes `run_args.json` there)."""
+        """The [`NeoBERTTrainer`] of this setup (creates `output_dir`; `run_args.json` is written there when training
+        begins, see [`save_run_args`])."""
         from .trainer import NeoBERTTrainer
 
-        self.save_run_args()
         return NeoBERTTrainer(
             model=self.model,
             args=self.training_args,
@@ -130,8 +134,24 @@ class PretrainingSetup:
             eval_dataset=self.eval_dataset,
             data_collator=self.collator,
             processing_class=self.tokenizer,
-            callbacks=list(self.callbacks) or None,
+            callbacks=[*self.callbacks, RunArgsRecorder(self)],
         )
+
+    def train(self, trainer=None):
+        """Build the Trainer (unless given) and train from the resolved checkpoint. A start that fails before training
+        begins (optimizer, resume state) leaves no new folder behind: an `output_dir` that this call created and that
+        holds no file is removed again (with the parent folders it created). Returns the Trainer."""
+        created = _first_missing_folder(self.training_args.output_dir)
+        recorder = None
+        try:
+            trainer = trainer if trainer is not None else self.build_trainer()
+            recorder = next((c for c in trainer.callback_handler.callbacks if isinstance(c, RunArgsRecorder)), None)
+            trainer.train(resume_from_checkpoint=self.resume_from_checkpoint)
+        except BaseException:
+            if created is not None and not (recorder is not None and recorder.started):
+                remove_empty_folders(created)
+            raise
+        return trainer
 
     def summary(self) -> str:
         """A few lines describing the run, printed before training."""
@@ -166,6 +186,41 @@ class PretrainingSetup:
         return "\n".join(lines)
 
 
+class RunArgsRecorder(TrainerCallback):
+    """Writes the setup's `run_args.json` when training begins ([`PretrainingSetup.save_run_args`])."""
+
+    def __init__(self, setup: PretrainingSetup):
+        self.setup = setup
+        self.started = False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = True
+        self.setup.save_run_args()
+
+
+def _first_missing_folder(path: str) -> str | None:
+    """The outermost folder of `path` (itself included) that does not exist yet, or `None`."""
+    path = os.path.abspath(path)
+    if os.path.exists(path):
+        return None
+    while not os.path.exists(os.path.dirname(path)):
+        path = os.path.dirname(path)
+    return path
+
+
+def remove_empty_folders(path: str) -> None:
+    """Remove `path` and the folders under it, bottom-up, as far as they hold no file (nothing with content is
+    touched)."""
+    if not os.path.isdir(path):
+        return
+    for root, dirs, files in os.walk(path, topdown=False):
+        if not files and not os.listdir(root):
+            try:
+                os.rmdir(root)
+            except OSError:
+                pass
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Checks
 # ---------------------------------------------------------------------------------------------------------------------
@@ -185,6 +240,14 @@ def _check_training_args(args: NeoBERTTrainingArguments, has_eval: bool | None =
         )
     if args.output_dir is None:
         raise ValueError("Set output_dir: checkpoints are written to <output_dir>/checkpoints/<step>/.")
+    if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+        raise ValueError(f"output_dir {args.output_dir} exists and is not a folder; pass a folder path.")
+    if not math.isfinite(args.learning_rate) or args.learning_rate < 0:
+        raise ValueError(f"learning_rate must be a finite number >= 0 (got {args.learning_rate}).")
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        value = getattr(args, name)
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1 (got {value}).")
     if has_eval is False and args.eval_strategy != "no":
         raise ValueError(
             f"eval_strategy={args.eval_strategy.value if hasattr(args.eval_strategy, 'value') else args.eval_strategy} "
@@ -546,6 +609,4 @@ def run_pretraining(
     """Prepare (see [`prepare_pretraining`]) and train; returns the [`NeoBERTTrainer`] after training."""
     setup = prepare_pretraining(model_args, data_args, training_args, precision_args)
     logger.info(setup.summary())
-    trainer = setup.build_trainer()
-    trainer.train(resume_from_checkpoint=setup.resume_from_checkpoint)
-    return trainer
+    return setup.train()
