@@ -65,3 +65,31 @@ def test_a_start_that_fails_in_the_trainer_leaves_no_new_folder(tmp_path, monkey
     with pytest.raises(RuntimeError, match="optimizer could not be built"):
         pretrain(out)
     assert list(tmp_path.iterdir()) == []  # neither out/ nor the nested/ folder created for it
+
+
+def test_existing_output_dir_resume_or_overwrite_and_the_run_says_which(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    assert pretrain(out, "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "2") == 0
+    assert "; new run" in capsys.readouterr().out
+    assert pretrain(out, "--overwrite_output_dir", "true", "--resume_from_checkpoint", "latest") == 2
+    assert "exclude each other" in capsys.readouterr().err
+
+    # A start with overwrite_output_dir that fails before training deletes nothing.
+    from transformers import Trainer
+
+    before = snapshot(out)
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "create_optimizer", lambda self, *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+        with pytest.raises(RuntimeError, match="boom"):
+            pretrain(out, "--max_steps", "1", "--overwrite_output_dir", "true")
+    assert snapshot(out) == before
+    capsys.readouterr()
+
+    assert pretrain(out, "--max_steps", "1", "--overwrite_output_dir", "true") == 0
+    printed = capsys.readouterr().out
+    assert "overwrite_output_dir: the earlier run's checkpoints (steps [2]) are deleted when training begins" in printed
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["1"]
+    assert json.loads((out / "run_args.json").read_text())["max_steps"] == 1
+
+    assert pretrain(out, "--max_steps", "2", "--resume_from_checkpoint", "latest") == 0
+    assert f"resuming from {out / 'checkpoints' / '1'}" in capsys.readouterr().out

@@ -140,6 +140,14 @@ class NeoBERTTrainingArguments(TrainingArguments):
     )
 
     # --- Checkpoints ---
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start a new run in an output_dir that holds an earlier run's checkpoints: its checkpoints/ are "
+            "deleted when training begins (after every check passed). Without it such a folder is refused; continue "
+            "it with --resume_from_checkpoint latest instead."
+        },
+    )
     save_final_checkpoint: bool = field(
         default=True,
         metadata={

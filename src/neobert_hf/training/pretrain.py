@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,7 @@ from .arguments import NeoBERTTrainingArguments
 from .checkpointing import (
     CheckpointError,
     check_run_not_finished,
+    checkpoints_root,
     list_checkpoints,
     load_data_state,
     resolve_checkpoint,
@@ -80,6 +82,8 @@ class PretrainingSetup:
         precision_args ([`~neobert_hf.converters.PrecisionArguments`], *optional*): low-precision backend and kernels.
         callbacks (`list`): extra Trainer callbacks, e.g. the [`~neobert_hf.converters.PrecisionCallback`] that
             converts the model at the end of `Trainer.__init__` (before compile, wrapping and the optimizer).
+        overwritten_steps (`list[int]`): with `overwrite_output_dir`, the steps of the earlier run's checkpoints that
+            are deleted when training begins.
     """
 
     model_args: ModelArguments
@@ -95,6 +99,7 @@ class PretrainingSetup:
     resume_from_checkpoint: str | None
     precision_args: PrecisionArguments | None = None
     callbacks: list = dataclasses.field(default_factory=list)
+    overwritten_steps: list[int] = dataclasses.field(default_factory=list)
 
     def run_args(self) -> dict[str, Any]:
         """Every parsed argument of the run as one JSON-ready dict (model, data, precision, training), the record
@@ -153,6 +158,17 @@ class PretrainingSetup:
             raise
         return trainer
 
+    def output_dir_action(self) -> str:
+        """What this run does with its `output_dir`: resume, overwrite an earlier run, or start a new one."""
+        if self.resume_from_checkpoint:
+            return f"resuming from {self.resume_from_checkpoint}"
+        if self.overwritten_steps:
+            return (
+                f"overwrite_output_dir: the earlier run's checkpoints (steps {self.overwritten_steps}) are deleted when "
+                "training begins"
+            )
+        return "new run"
+
     def summary(self) -> str:
         """A few lines describing the run, printed before training."""
         data_args, args, config = self.data_args, self.training_args, self.config
@@ -175,8 +191,7 @@ class PretrainingSetup:
             f"batch: {forward} per device and forward; x {args.gradient_accumulation_steps} accumulation x "
             f"{args.world_size} devices = {step} per optimizer step; max_seq_length {data_args.max_seq_length}; "
             f"masking {data_args.mlm_probability:g} ({masking})",
-            f"output: {os.path.join(args.output_dir, 'checkpoints')}/<step>/"
-            + (f"; resuming from {self.resume_from_checkpoint}" if self.resume_from_checkpoint else ""),
+            f"output: {os.path.join(args.output_dir, 'checkpoints')}/<step>/; {self.output_dir_action()}",
         ]
         if self.precision_args is not None and self.precision_args.enabled:
             lines.append(
@@ -187,7 +202,8 @@ class PretrainingSetup:
 
 
 class RunArgsRecorder(TrainerCallback):
-    """Writes the setup's `run_args.json` when training begins ([`PretrainingSetup.save_run_args`])."""
+    """When training begins: deletes the earlier run's checkpoints with `overwrite_output_dir`, then writes the
+    setup's `run_args.json` ([`PretrainingSetup.save_run_args`])."""
 
     def __init__(self, setup: PretrainingSetup):
         self.setup = setup
@@ -195,6 +211,14 @@ class RunArgsRecorder(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = True
+        if self.setup.overwritten_steps and args.process_index == 0:
+            root = checkpoints_root(args.output_dir)
+            shutil.rmtree(root)
+            logger.info(f"overwrite_output_dir: deleted the earlier run's {root} (steps {self.setup.overwritten_steps})")
+        if args.world_size > 1 and self.setup.overwritten_steps:
+            from accelerate import PartialState
+
+            PartialState().wait_for_everyone()
         self.setup.save_run_args()
 
 
@@ -274,13 +298,18 @@ def _resolve_resume(args: NeoBERTTrainingArguments) -> str | None:
     spec = args.resume_from_checkpoint
     if spec in (None, "", False) or (isinstance(spec, str) and spec.lower() in ("false", "none")):
         existing = list_checkpoints(args.output_dir)
-        if existing:
+        if existing and not args.overwrite_output_dir:
             raise CheckpointError(
                 f"{args.output_dir} already holds checkpoints of an earlier run (steps "
-                f"{[step for step, _ in existing]}). Continue it with --resume_from_checkpoint latest, or start a new "
-                f"run in another output_dir (or delete {os.path.join(args.output_dir, 'checkpoints')})."
+                f"{[step for step, _ in existing]}). Continue it with --resume_from_checkpoint latest, start over with "
+                "--overwrite_output_dir true (deletes them), or use another output_dir."
             )
         return None
+    if args.overwrite_output_dir:
+        raise ValueError(
+            "resume_from_checkpoint and overwrite_output_dir exclude each other: resume continues the earlier run, "
+            "overwrite_output_dir deletes it. Pass one of them."
+        )
     path = resolve_checkpoint(spec, args.output_dir)
     if not any(name.startswith("optimizer") for name in os.listdir(path)):
         raise CheckpointError(
@@ -561,6 +590,9 @@ def prepare_pretraining(
         # Checks the argument combinations, the library and the hardware now; converts at Trainer init.
         callbacks.append(PrecisionCallback(precision_args, training_args))
     resume = _resolve_resume(training_args)
+    overwritten = [] if resume is not None or not training_args.overwrite_output_dir else [
+        step for step, _ in list_checkpoints(training_args.output_dir)
+    ]
 
     checkpoint_config = None
     if model_args.model_name_or_path is not None:
@@ -597,6 +629,7 @@ def prepare_pretraining(
         resume_from_checkpoint=resume,
         precision_args=precision_args,
         callbacks=callbacks,
+        overwritten_steps=overwritten,
     )
 
 
