@@ -814,6 +814,23 @@ class MicrobatchDataset(TorchIterableDataset):
                 available = [s.stats.batches for s in self._history]
                 raise KeyError(f"no state after batch {at_batch} in the history (it holds batches {available})")
             snapshot = found[-1]
+        return self.state_dict_from_handle(snapshot)
+
+    def state_handle(self) -> object:
+        """A cheap, immutable reference to the current position (after the last yielded batch).
+
+        Taking a handle copies nothing; [`~MicrobatchDataset.state_dict_from_handle`] turns it into the state dict
+        later. A tracker that must remember the position after every batch (because the loader runs ahead of the
+        training step) keeps handles instead of materialised states, which would copy the packing buffer and the
+        shuffle buffer at every batch.
+        """
+        return self._snapshot
+
+    def state_dict_from_handle(self, handle: object) -> dict[str, Any]:
+        """The state dict of a position taken with [`~MicrobatchDataset.state_handle`]."""
+        if not isinstance(handle, _Snapshot):
+            raise TypeError(f"expected a handle from MicrobatchDataset.state_handle(), got {type(handle).__name__}")
+        snapshot = handle
         return {
             "format": _STATE_FORMAT,
             "config": self._config(),
