@@ -73,7 +73,10 @@ Commands (from the repository root; corpora from `python benchmarks/corpora/buil
         --sizes 250 1000 10000 15000 --lrs 2e-5 5e-5 1e-4 --seeds 0 1 2 \
         --contrastive-lrs 2e-5 5e-5 --contrastive-steps 1000 --json benchmarks/results/downstream_base.json
 
-`--skip-classification` / `--skip-embeddings` run one half; `--keep-work` keeps the exports and the saved random
+`--reuse EARLIER.json ...` takes grid cells already measured by an earlier run with the same settings (the same
+pretrained model, or for a random baseline the same config and tokenizer) from its `--json` file instead of rerunning
+them: a new pretraining budget is then compared against the random baseline measured before, and an interrupted grid
+can be completed. `--skip-classification` / `--skip-embeddings` run one half; `--keep-work` keeps the exports and the saved random
 inits (`--work-dir`, a temporary folder by default).
 """
 
@@ -411,6 +414,41 @@ def finetune_once(model, tokenizer, train_ds, eval_sets, num_labels, lr, seed, e
     return record
 
 
+CLASSIFICATION_SETTINGS = ("task_dir", "epochs", "target_examples", "min_epochs", "max_epochs", "batch_size",
+                           "max_length", "max_eval", "classifier_pooling", "device", "bf16")
+EMBEDDING_SETTINGS = ("pairs_dir", "retrieval_dir", "contrastive_steps", "contrastive_batch_size", "max_pairs",
+                      "max_queries", "max_corpus", "anisotropy_texts", "max_length", "device", "bf16")
+
+
+def settings_of(args, names: tuple[str, ...]) -> dict:
+    """The arguments that decide a run's result (paths by their folder name, so a moved corpus still matches)."""
+    out = {}
+    for name in names:
+        value = getattr(args, name)
+        out[name] = os.path.basename(os.path.normpath(value)) if name.endswith("_dir") and value else value
+    return out
+
+
+def load_reusable(paths: list[str] | None) -> dict[str, list[dict]]:
+    """Runs recorded by earlier invocations (`--json` files), by section, to skip what was already measured."""
+    found = {"classification": [], "embeddings": []}
+    for path in paths or []:
+        with open(path, encoding="utf-8") as f:
+            payload = json.load(f)
+        for section in found:
+            found[section].extend(r for r in payload.get(section, {}).get("runs", []) if "settings" in r)
+    return found
+
+
+def reusable(records: list[dict], settings: dict, init: str, label: str, key: str, **match) -> dict | None:
+    """An earlier run with the same settings, init, model (random baselines: the same config) and grid cell."""
+    for r in records:
+        if (r["settings"] == settings and r["init"] == init and r["config_key"] == key
+                and (init == RAND or r["model"] == label) and all(r.get(k) == v for k, v in match.items())):
+            return {**r, "model": label, "reused": True}
+    return None
+
+
 def run_classification(args, models: list[dict], baselines: dict[str, dict]) -> list[dict]:
     from transformers import AutoConfig, AutoTokenizer
 
@@ -424,6 +462,7 @@ def run_classification(args, models: list[dict], baselines: dict[str, dict]) -> 
     print(f"\nclassification: {args.task_dir}: {len(splits['train'])} train, {len(splits['validation'])} validation, "
           f"{len(splits['test'])} test examples, {num_labels} labels ({', '.join(names)})", flush=True)
     records = []
+    settings = settings_of(args, CLASSIFICATION_SETTINGS)
     # the work list: each pretrained model, and each distinct random baseline once
     sides = [(m["name"], PRE, m["export_dir"], m) for m in models]
     sides += [(b["name"], RAND, None, b) for b in baselines.values()]
@@ -443,18 +482,21 @@ def run_classification(args, models: list[dict], baselines: dict[str, dict]) -> 
                 train_ds = data["train"].select(indices)
                 epochs = epochs_for(len(indices), args)
                 for lr in args.lrs:
-                    model = load_classifier(export_dir, config, num_labels, names, args.classifier_pooling, seed)
-                    with tempfile.TemporaryDirectory(dir=args.work_dir) as scratch:
-                        record = finetune_once(model, tokenizer, train_ds, eval_sets, num_labels, lr, seed, epochs,
-                                               args, scratch)
-                    record.update(model=label, init=init, config_key=key, size=len(indices), requested_size=size,
-                                  lr=lr, seed=seed, epochs=epochs)
+                    record = reusable(args.reused["classification"], settings, init, label, key,
+                                      requested_size=size, lr=lr, seed=seed)
+                    if record is None:
+                        model = load_classifier(export_dir, config, num_labels, names, args.classifier_pooling, seed)
+                        with tempfile.TemporaryDirectory(dir=args.work_dir) as scratch:
+                            record = finetune_once(model, tokenizer, train_ds, eval_sets, num_labels, lr, seed,
+                                                   epochs, args, scratch)
+                        del model
+                        record.update(model=label, init=init, config_key=key, size=len(indices),
+                                      requested_size=size, lr=lr, seed=seed, epochs=epochs, settings=settings)
                     records.append(record)
                     print(f"  [{init} {label}] n={len(indices)} lr={lr:g} seed={seed} epochs={epochs} "
                           f"steps={record['steps']} loss={record['train_loss']:.3f} "
                           f"val acc={record['validation_accuracy']:.3f} test acc={record['test_accuracy']:.3f} "
-                          f"({record['train_s']}s)", flush=True)
-                    del model
+                          f"({record['train_s']}s{', reused' if record.get('reused') else ''})", flush=True)
     return records
 
 
@@ -649,6 +691,7 @@ def run_embeddings(args, models: list[dict], baselines: dict[str, dict]) -> list
         return build_sentence_transformer(folder, pooling="mean", max_seq_length=args.max_length, device=args.device)
 
     records = []
+    settings = settings_of(args, EMBEDDING_SETTINGS)
     sides = [(m["name"], PRE, m) for m in models] + [(b["name"], RAND, b) for b in baselines.values()]
     for label, init, spec in sides:
         before_cache = None
@@ -660,23 +703,26 @@ def run_embeddings(args, models: list[dict], baselines: dict[str, dict]) -> list
                 if not os.path.isdir(folder):
                     save_random_encoder(AutoConfig.from_pretrained(spec["export_dir"]), spec["export_dir"], folder,
                                         seed)
-            if init == RAND or before_cache is None:  # the export is the same for every seed
-                before_cache = embedding_eval(build(folder), eval_data, args)
-            before = before_cache
             for lr in args.contrastive_lrs:
-                set_seed(seed)
-                model = build(folder)
-                with tempfile.TemporaryDirectory(dir=args.work_dir) as scratch:
-                    train = contrastive_train(model, pairs, lr, seed, args, scratch)
-                after = embedding_eval(model, eval_data, args)
-                record = {"model": label, "init": init, "config_key": spec["config_key"], "seed": seed, "lr": lr,
-                          **train, "before": before, "after": after}
+                record = reusable(args.reused["embeddings"], settings, init, label, spec["config_key"], seed=seed,
+                                  lr=lr)
+                if record is None:
+                    if init == RAND or before_cache is None:  # the export is the same for every seed
+                        before_cache = embedding_eval(build(folder), eval_data, args)
+                    set_seed(seed)
+                    model = build(folder)
+                    with tempfile.TemporaryDirectory(dir=args.work_dir) as scratch:
+                        train = contrastive_train(model, pairs, lr, seed, args, scratch)
+                    after = embedding_eval(model, eval_data, args)
+                    del model
+                    record = {"model": label, "init": init, "config_key": spec["config_key"], "seed": seed, "lr": lr,
+                              **train, "before": before_cache, "after": after, "settings": settings}
                 records.append(record)
-                print(f"  [{init} {label}] lr={lr:g} seed={seed} steps={train['steps']} "
-                      f"loss={train['train_loss']:.3f} anisotropy {before['anisotropy']:.3f} -> "
+                before, after = record["before"], record["after"]
+                print(f"  [{init} {label}] lr={lr:g} seed={seed} steps={record['steps']} "
+                      f"loss={record['train_loss']:.3f} anisotropy {before['anisotropy']:.3f} -> "
                       f"{after['anisotropy']:.3f}, nDCG@10 {before['ndcg@10']:.3f} -> {after['ndcg@10']:.3f} "
-                      f"({train['train_s']}s)", flush=True)
-                del model
+                      f"({record['train_s']}s{', reused' if record.get('reused') else ''})", flush=True)
     return records
 
 
@@ -766,6 +812,9 @@ def parse_args(argv=None):
     group.add_argument("--work-dir", help="exports, random inits and scratch (default: a temporary folder)")
     group.add_argument("--keep-work", action="store_true", help="keep --work-dir")
     group.add_argument("--json", help="write every run and the summaries here")
+    group.add_argument("--reuse", nargs="+", metavar="JSON",
+                       help="--json files of earlier runs: grid cells measured there with the same settings (same "
+                            "pretrained model, or the same config for random baselines) are reused, not rerun")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: sizes 50, one lr, one seed, 2 epochs, 5 contrastive steps, capped eval sets")
     args = parser.parse_args(argv)
@@ -810,6 +859,7 @@ def main(argv=None) -> int:
     print(f"machine: {describe_machine(info)}; device {args.device}" + (f" ({info['device']})" if "device" in info
                                                                          else ""))
     started = time.perf_counter()
+    args.reused = load_reusable(args.reuse)
     models, baselines = [], {}
     try:
         for k, checkpoint in enumerate(args.pretrained):
@@ -832,8 +882,8 @@ def main(argv=None) -> int:
         print("(pretraining tokens = global_step x token slots per optimizer step from run_args.json, "
               f"x {args.pretrain_world_size} process(es))")
 
-        payload = {"benchmark": "downstream", "args": vars(args), "machine": info,
-                   "models": [{k: v for k, v in m.items() if k != "files"} for m in models]}
+        payload = {"benchmark": "downstream", "args": {k: v for k, v in vars(args).items() if k != "reused"},
+                   "machine": info, "models": [{k: v for k, v in m.items() if k != "files"} for m in models]}
         if not args.skip_classification:
             records = run_classification(args, models, baselines)
             payload["classification"] = {"task_dir": args.task_dir, "runs": records,
