@@ -40,6 +40,7 @@ def copy_checkpoint(checkpoint, destination, edit=None) -> str:
     if edit is not None:
         path = os.path.join(destination, "model.safetensors")
         save_file(edit(load_file(path)), path, metadata={"format": "pt"})
+        os.remove(os.path.join(destination, "checkpoint_manifest.json"))  # edited weights no longer match it
     return str(destination)
 
 

@@ -20,7 +20,7 @@ from test_training_fixtures import (
 from transformers import AutoModelForMaskedLM
 
 from neobert_hf.training import CheckpointError, NeoBERTTrainer, NonFiniteLossError, resolve_checkpoint
-from neobert_hf.training.checkpointing import list_checkpoints
+from neobert_hf.training.checkpointing import latest_checkpoint, list_checkpoints
 
 
 def steps_on_disk(output_dir) -> list[int]:
@@ -115,7 +115,10 @@ def test_resolve_checkpoint_latest_step_and_path(tmp_path):
     os.remove(root / "4" / "trainer_state.json")  # a folder that is not complete
     with pytest.raises(CheckpointError, match="has no trainer_state.json"):
         resolve_checkpoint(str(root / "4"), tmp_path)
-    assert resolve_checkpoint("latest", tmp_path) == str(root / "2")
+    # latest never points at it, and never falls back to an older step silently: it names the step to use
+    with pytest.raises(CheckpointError, match=r"step 4 .* is not usable: it has no trainer_state.json.* step 2 "):
+        resolve_checkpoint("latest", tmp_path)
+    assert latest_checkpoint(tmp_path) == str(root / "2")
 
 
 def test_resume_errors_are_raised_before_training(tmp_path):

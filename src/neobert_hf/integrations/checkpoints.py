@@ -28,7 +28,13 @@ from typing import Literal
 
 from torch import nn
 
-from ..training.checkpointing import CHECKPOINTS_DIR, TMP_PREFIX, CheckpointError, resolve_checkpoint
+from ..training.checkpointing import (
+    CHECKPOINTS_DIR,
+    TMP_PREFIX,
+    CheckpointError,
+    model_file_problems,
+    resolve_checkpoint,
+)
 
 
 __all__ = [
@@ -92,6 +98,19 @@ def _best_checkpoint(run_dir: str) -> str | None:
     return best if os.path.isabs(best) else os.path.join(run_dir, best)
 
 
+def _check_manifest(folder: str) -> None:
+    """The model files of a checkpoint folder with a manifest must match it (there, with their recorded sizes)."""
+    try:
+        problems = model_file_problems(folder)
+    except CheckpointError as err:
+        problems = [str(err)]
+    if problems:
+        raise CheckpointLoadError(
+            f"{folder} is a damaged checkpoint: {'; '.join(problems)}. Load another checkpoint of the run "
+            "(checkpoint=<step>)."
+        )
+
+
 def resolve_pretrained_path(path: str | os.PathLike, checkpoint: str | int | None = None) -> str:
     """Turns a model source into the folder (or Hub id) to load from.
 
@@ -110,6 +129,7 @@ def resolve_pretrained_path(path: str | os.PathLike, checkpoint: str | int | Non
     """
     path = os.fspath(path)
     if os.path.isdir(path):
+        _check_manifest(path)
         if os.path.isfile(os.path.join(path, "config.json")):
             if checkpoint is not None:
                 raise CheckpointLoadError(
@@ -139,6 +159,7 @@ def resolve_pretrained_path(path: str | os.PathLike, checkpoint: str | int | Non
                     raise CheckpointLoadError(
                         f"{path} records {best} as its best checkpoint, but it no longer exists."
                     )
+                _check_manifest(best)
                 return best
             try:
                 return resolve_checkpoint(spec, path)

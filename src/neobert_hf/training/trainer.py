@@ -11,7 +11,8 @@ What it changes, and only that:
 - a non-finite training loss stops training before the optimizer update ([`NonFiniteLossError`]);
 - optimisers: MuonClip (`optimizer=muonclip`), see [`~neobert_hf.training.optim`];
 - checkpoints: the `<output_dir>/checkpoints/<step>/` tree, written atomically, with the data position of a stateful
-  stream, a model card, strict weight loading and `resume_from_checkpoint` = `latest` | `<step>` | `<path>`;
+  stream, a model card, a manifest verified on resume, strict weight loading and `resume_from_checkpoint` =
+  `latest` | `<step>` | `<path>`; one run at a time per `output_dir` (`run.lock`);
 - `push_to_hub`: uploads a clean export of the checkpoint, never the checkpoint tree or optimizer state
   (see [`~neobert_hf.training.hub`]);
 - logs: throughput, utilisation, peak memory and step-time split (see [`~neobert_hf.training.callbacks`]).
@@ -48,7 +49,6 @@ from .checkpointing import (
     checkpoint_dir,
     latest_checkpoint,
     load_data_state,
-    resolve_checkpoint,
     save_data_state,
 )
 from ..data.packing import PackingStats
@@ -458,27 +458,30 @@ class NeoBERTTrainer(CleanHubPushMixin, CheckpointTreeMixin, Trainer):
     # ------------------------------------------------------------------------------------------------------------------
 
     def train(self, resume_from_checkpoint: str | int | bool | None = None, trial=None, ignore_keys_for_eval=None):
-        """Runs training; `resume_from_checkpoint` (default: `args.resume_from_checkpoint`) is `"latest"`/`True`,
-        a step number or a checkpoint folder, checked for completeness before anything starts. The final step is
-        saved when training stops (`save_final_checkpoint`), unless it stopped on a non-finite loss."""
+        """Runs training holding `<output_dir>/run.lock`; `resume_from_checkpoint` (default:
+        `args.resume_from_checkpoint`) is `"latest"`/`True`, a step number or a checkpoint folder, verified against
+        its manifest and checked for resumability before anything starts. The final step is saved when training
+        stops (`save_final_checkpoint`), unless it stopped on a non-finite loss."""
         if resume_from_checkpoint is None:
             resume_from_checkpoint = self.args.resume_from_checkpoint
-        path = None
-        if resume_from_checkpoint is not None and resume_from_checkpoint is not False:
-            path = resolve_checkpoint(resume_from_checkpoint, self._get_output_dir(trial))
-            self._check_resumable(path)
-        self._resume_dir = path
-        try:
-            output = super().train(resume_from_checkpoint=path, trial=trial, ignore_keys_for_eval=ignore_keys_for_eval)
-        finally:
-            self._resume_dir = None
-        run_dir = self._get_output_dir(trial)
-        if (
-            self.args.save_final_checkpoint
-            and self.state.global_step > 0
-            and not os.path.isdir(checkpoint_dir(run_dir, self.state.global_step))
-        ):
-            self._save_checkpoint(self.model_wrapped, trial)
+        with self.output_dir_lock():  # before anything is read or written: another run may be using output_dir
+            path = self._resume_path(resume_from_checkpoint, trial)
+            if path is not None:
+                self._check_resumable(path)
+            self._resume_dir = path
+            try:
+                output = super().train(
+                    resume_from_checkpoint=path, trial=trial, ignore_keys_for_eval=ignore_keys_for_eval
+                )
+            finally:
+                self._resume_dir = None
+            run_dir = self._get_output_dir(trial)
+            if (
+                self.args.save_final_checkpoint
+                and self.state.global_step > 0
+                and not os.path.isdir(checkpoint_dir(run_dir, self.state.global_step))
+            ):
+                self._save_checkpoint(self.model_wrapped, trial)
         return output
 
     def _check_resumable(self, path: str) -> None:
