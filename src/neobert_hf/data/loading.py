@@ -33,6 +33,8 @@ from typing import Any, Literal
 import datasets
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
+from .read_errors import cause_text, read_error
+
 __all__ = [
     "EVAL_SPLIT_NAMES",
     "TEXT_COLUMN_NAMES",
@@ -180,6 +182,23 @@ def _to_dict(loaded: Any, streaming: bool) -> DatasetDict | IterableDatasetDict:
     return loaded
 
 
+def builder_for_path(path: str) -> str | None:
+    """The `datasets` builder that reads `path` (`json`, `csv`, `text`, ...), or `None` for another extension."""
+    try:
+        return _builder_for(path)[0]
+    except ValueError:
+        return None
+
+
+def _data_files_in(folder: str) -> list[str]:
+    return sorted(
+        os.path.join(root, name)
+        for root, _dirs, names in os.walk(folder)
+        for name in names
+        if builder_for_path(name) is not None
+    )
+
+
 def _load_files(
     data_files: dict[str, list[str]], *, streaming: bool, cache_dir: str | None, **load_kwargs: Any
 ) -> DatasetDict | IterableDatasetDict:
@@ -195,11 +214,48 @@ def _load_files(
             builder, data_files=data_files, streaming=streaming, cache_dir=cache_dir, **{**extra, **load_kwargs}
         )
     except Exception as error:  # datasets' builders fail in many ways on malformed or empty input
-        raise ValueError(
-            f"Could not read the {builder} data files {files[:5]}{' ...' if len(files) > 5 else ''}: "
-            f"{type(error).__name__}: {error}. Check that they are valid {builder} and not empty."
-        ) from error
-    return _to_dict(loaded, streaming)
+        raise read_error(files, builder, error, what="the dataset") from error
+    return _to_dict(_checked_utf8(loaded, files, builder, "the dataset"), streaming)
+
+
+def _checked_utf8(loaded: Any, files: Sequence[str], builder: str | None, what: str) -> Any:
+    """`loaded`, once its string columns are known to be UTF-8. The JSON builder stores bytes that are not UTF-8 as
+    they are: reading them back would fail later, in the middle of tokenization, without naming the file."""
+    import pyarrow as pa
+
+    splits = loaded.values() if isinstance(loaded, DatasetDict) else [loaded] if isinstance(loaded, Dataset) else []
+    for split in splits:
+        try:
+            split.data.table.validate(full=True)
+        except pa.ArrowInvalid as error:
+            raise read_error(files, builder, error, what=what) from error
+    return loaded
+
+
+def _saved_without_rows(path: str) -> bool:
+    """A `save_to_disk` folder whose Arrow data has no file (datasets cannot load such a folder back)."""
+    import json
+
+    states = [os.path.join(path, "state.json")] + [
+        os.path.join(path, name, "state.json") for name in os.listdir(path) if os.path.isdir(os.path.join(path, name))
+    ]
+    for state in states:
+        if os.path.isfile(state):
+            with open(state, encoding="utf-8") as handle:
+                if not json.load(handle).get("_data_files"):
+                    return True
+    return False
+
+
+def _load_saved(path: str, streaming: bool) -> DatasetDict | IterableDatasetDict:
+    try:
+        return _to_dict(datasets.load_from_disk(path), streaming)
+    except Exception as error:
+        if _saved_without_rows(path):
+            raise ValueError(
+                f"The dataset saved in {path} is empty (a split with no rows). Check how it was made."
+            ) from error
+        raise ValueError(f"Cannot load the dataset saved in {path}: {cause_text(error)}") from error
 
 
 def load_splits(
@@ -244,7 +300,7 @@ def load_splits(
         return load_splits([path], streaming=streaming, cache_dir=cache_dir, **load_kwargs)
     if os.path.isdir(path):
         if _is_saved_dataset(path):
-            return _to_dict(datasets.load_from_disk(path), streaming)
+            return _load_saved(path, streaming)
         try:
             loaded = datasets.load_dataset(path, config_name, streaming=streaming, cache_dir=cache_dir, **load_kwargs)
         except (FileNotFoundError, ValueError) as error:
@@ -253,6 +309,10 @@ def load_splits(
                 "`save_to_disk` or contain data files (json/jsonl/parquet/txt/csv), ideally named after their "
                 "split (train.jsonl.gz, validation.jsonl.gz)."
             ) from error
+        except Exception as error:  # a data file in the folder that its builder cannot read
+            raise read_error(_data_files_in(path), None, error, what=f"the folder {path}") from error
+        if not streaming:
+            loaded = _checked_utf8(loaded, _data_files_in(path), None, f"the folder {path}")
         return _to_dict(loaded, streaming)
     if os.path.isfile(path):
         return load_splits([path], streaming=streaming, cache_dir=cache_dir, **load_kwargs)
@@ -352,6 +412,8 @@ def _column_types(dataset: AnyDataset) -> dict[str, str]:
             inner = getattr(feature, "feature", None)
             if dtype in ("string", "large_string"):
                 kinds[name] = "string"
+            elif dtype == "null":
+                kinds[name] = "null"
             elif inner is not None and getattr(inner, "dtype", "").startswith(("int", "uint")):
                 kinds[name] = "tokens"
             else:
@@ -364,6 +426,8 @@ def _column_types(dataset: AnyDataset) -> dict[str, str]:
     for name, value in first.items():
         if isinstance(value, str):
             kinds[name] = "string"
+        elif value is None:
+            kinds[name] = "null"
         elif isinstance(value, list) and (not value or isinstance(value[0], int)):
             kinds[name] = "tokens"
         else:
@@ -374,11 +438,13 @@ def _column_types(dataset: AnyDataset) -> dict[str, str]:
 def find_text_column(dataset: AnyDataset, text_column: str | None = None) -> str:
     """Return the column holding the text: `text_column` if given (checked), else auto-detected.
 
-    Auto-detection takes the first of [`TEXT_COLUMN_NAMES`] that is a string column, else the only string column.
+    Auto-detection takes the first of [`TEXT_COLUMN_NAMES`] that the dataset has, else the only string column. The
+    chosen column must hold text: one of numbers or only nulls is an error naming it and a row, never a reason to
+    take another column.
 
     Raises:
-        `ValueError`: the given column is missing, or no/several candidate string columns (the message lists the
-        columns and says to pass `text_column`).
+        `ValueError`: the given column is missing or holds no text, or no/several candidate string columns (the
+        message lists the columns and says to pass `text_column`).
     """
     kinds = _column_types(dataset)
     if text_column is not None:
@@ -387,11 +453,15 @@ def find_text_column(dataset: AnyDataset, text_column: str | None = None) -> str
                 f"Text column {text_column!r} not found; the dataset has the columns {sorted(kinds)}. "
                 "Pass one of them as `text_column`."
             )
+        _check_holds_text(dataset, text_column, kinds)
         return text_column
     strings = [name for name, kind in kinds.items() if kind == "string"]
-    for candidate in TEXT_COLUMN_NAMES:
-        if candidate in strings:
-            return candidate
+    named = next((name for name in TEXT_COLUMN_NAMES if name in kinds), None)
+    if named is not None:
+        # The first column named like a text column is the text: if it holds none, that is an error, never a reason
+        # to train on another column.
+        _check_holds_text(dataset, named, kinds)
+        return named
     if len(strings) == 1:
         return strings[0]
     if not strings:
@@ -403,6 +473,47 @@ def find_text_column(dataset: AnyDataset, text_column: str | None = None) -> str
         f"Cannot tell which column holds the text among the string columns {strings}; pass `text_column` "
         "(e.g. `text_column='" + strings[0] + "'`)."
     )
+
+
+def _first_value(dataset: AnyDataset, column: str) -> tuple[int, Any] | None:
+    """`(row, value)` of the first non-null value of `column` among the first rows, or `None`."""
+    rows = dataset.select(range(min(len(dataset), 1000))) if isinstance(dataset, Dataset) else dataset.take(1000)
+    for row, example in enumerate(rows):
+        if example[column] is not None:
+            return row, example[column]
+    return None
+
+
+def _first_non_text(dataset: AnyDataset, column: str) -> tuple[int, Any] | None:
+    """`(row, value)` of the first value of `column` that is neither a string nor null, or `None`."""
+    rows = dataset.select_columns([column]) if isinstance(dataset, Dataset) else dataset.take(100_000)
+    for row, example in enumerate(rows):
+        value = example[column]
+        if value is not None and not isinstance(value, str):
+            return row, value
+    return None
+
+
+def _check_holds_text(dataset: AnyDataset, column: str, kinds: dict[str, str]) -> None:
+    """Refuse a text column that holds no strings (numbers, lists, only nulls), naming the column and a row."""
+    kind = kinds[column]
+    if kind == "string":
+        return
+    first = _first_value(dataset, column)
+    if dataset.features is None and first is not None and isinstance(first[1], str):
+        return  # a stream whose first row had no text in this column
+    others = [name for name, k in kinds.items() if k == "string" and name != column]
+    hint = f" The string columns are {others}: pass the one with the text as `text_column`." if others else ""
+    if kind == "null":
+        raise ValueError(f"Text column {column!r} holds no text: every value in it is null (from row 0 on).{hint}")
+    feature = dataset.features.get(column) if dataset.features is not None else None
+    dtype = getattr(feature, "dtype", None) or type(feature).__name__ if feature is not None else None
+    if first is not None and isinstance(first[1], str):
+        first = _first_non_text(dataset, column) or first  # a column of mixed types
+        dtype = "mixed"
+    shown = f"row {first[0]} holds {first[1]!r}" if first is not None else "every value in it is null"
+    what = " (it mixes text with other values)" if dtype == "mixed" else f" (its type is {dtype})" if dtype else ""
+    raise ValueError(f"Text column {column!r} does not hold text{what}: {shown}.{hint}")
 
 
 def is_tokenized(dataset: AnyDataset, input_column: str = "input_ids") -> bool:

@@ -353,6 +353,12 @@ def preprocess(
             for name, split in chosen.items()
         }
     )
+    empty = [name for name, split in tokenized.items() if len(split) == 0]
+    if empty:
+        raise ValueError(
+            f"Nothing to save: the split(s) {empty} of {source!r} have no tokens (every document in text column "
+            f"{column!r} is empty or null). Check the text column and the split."
+        )
     output = Path(output_dir)
     tokenized.save_to_disk(str(output), num_proc=num_proc if num_proc and num_proc > 1 else None)
     tokenizer.save_pretrained(str(output / "tokenizer"))
