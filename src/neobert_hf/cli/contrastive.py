@@ -26,9 +26,6 @@ __all__ = ["HELP", "add_parser", "build_argument_parser", "parse_args", "run"]
 
 HELP = "Contrastive fine-tuning of NeoBERT with sentence-transformers."
 
-_EXPECTED_ERRORS = (ValueError, OSError, ImportError, KeyError)
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `contrastive`; its arguments are parsed by [`build_argument_parser`] in [`run`] (every remaining
     token, `--help` included, goes to the recipe parser)."""
@@ -54,11 +51,6 @@ def parse_args(argv: Sequence[str]):
     return build_argument_parser().parse_args_and_config(list(argv))
 
 
-def _fail(message: str) -> int:
-    print(f"neobert-hf contrastive: error: {message}", file=sys.stderr)
-    return 2
-
-
 def _setup_logging() -> None:
     package_logger = logging.getLogger("neobert_hf")
     if not any(getattr(h, "_neobert_cli", False) for h in package_logger.handlers):
@@ -71,23 +63,22 @@ def _setup_logging() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Parse, check, train, evaluate. Returns 0 on success, 2 on bad input (nothing written)."""
-    try:
-        from ..integrations.contrastive import prepare_contrastive
+    """Parse, check, train, evaluate. Returns 0 on success; errors go through [`neobert_hf.cli.errors.run_command`]
+    (2 on bad input, with nothing written; 1 when the run fails once under way)."""
+    from ..integrations.contrastive import prepare_contrastive
+    from .errors import training_phase
 
-        contrastive_args, training_args = parse_args(args.argv)
-        setup = prepare_contrastive(contrastive_args, training_args)
-    except _EXPECTED_ERRORS as error:
-        return _fail(str(error))
+    contrastive_args, training_args = parse_args(args.argv)
+    setup = prepare_contrastive(contrastive_args, training_args)
     _setup_logging()
     logger = logging.getLogger("neobert_hf.contrastive")
     if training_args.should_log:
         logger.info(setup.summary())
-    trainer = setup.build_trainer()
-    trainer.train()
-    metrics = {}
-    if setup.evaluators or setup.eval_dataset is not None:
-        metrics = trainer.evaluate()
+    with training_phase():
+        trainer = setup.train()
+        metrics = {}
+        if setup.evaluators or setup.eval_dataset is not None:
+            metrics = trainer.evaluate()
     if trainer.is_world_process_zero():
         from ..training.checkpointing import latest_checkpoint
 

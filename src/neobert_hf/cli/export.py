@@ -13,7 +13,6 @@ See [`neobert_hf.export.export_model`].
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 __all__ = ["HELP", "add_export_options", "add_parser", "export_kwargs", "run"]
@@ -100,15 +99,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from neobert_hf.export import ExportError, export_model
+    from neobert_hf.export import export_model
 
     kwargs = export_kwargs(args)
     kwargs["card_facts"].setdefault("model_id", args.output_dir)
-    try:
-        result = export_model(args.checkpoint, args.output_dir, overwrite=args.overwrite, **kwargs)
-    except (ExportError, ImportError) as err:
-        print(f"neobert-hf export: error: {err}", file=sys.stderr)
-        return 2
+    result = export_model(args.checkpoint, args.output_dir, overwrite=args.overwrite, **kwargs)  # see cli.errors
     print(f"Exported {result.task} model ({result.num_parameters:,} parameters) to {result.output_dir}:")
     for name in result.files:
         print(f"  {name}")

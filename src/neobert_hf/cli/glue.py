@@ -16,16 +16,12 @@ with one message before anything is written. The run writes `<output_dir>/checkp
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 
 __all__ = ["HELP", "add_parser", "build_argument_parser", "parse_args", "run"]
 
 HELP = "Fine-tune and evaluate NeoBERT on a GLUE task from a YAML recipe."
-
-_EXPECTED_ERRORS = (ValueError, OSError, ImportError)
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `glue`; its arguments are parsed by [`build_argument_parser`] in [`run`].
@@ -56,21 +52,17 @@ def parse_args(argv: Sequence[str]):
     return args
 
 
-def fail(message: str) -> int:
-    print(f"neobert-hf glue: error: {message}", file=sys.stderr)
-    return 2
-
-
 def run(args: argparse.Namespace) -> int:
-    """Parse, check, fine-tune, evaluate. Returns 0 on success, 2 on bad input (nothing written)."""
+    """Parse, check, fine-tune, evaluate. Returns 0 on success; errors go through
+    [`neobert_hf.cli.errors.run_command`] (2 on bad input, with nothing written; 1 when the run fails once under
+    way)."""
     from ..integrations.glue import prepare_glue, run_glue
+    from .errors import training_phase
 
-    try:
-        glue_args = parse_args(args.argv)
-        setup = prepare_glue(glue_args)
-    except _EXPECTED_ERRORS as error:
-        return fail(str(error))
-    results = run_glue(setup)
+    glue_args = parse_args(args.argv)
+    setup = prepare_glue(glue_args)
+    with training_phase():
+        results = run_glue(setup)
     if glue_args.should_log:
         scores = ", ".join(f"{k} {100 * v:.2f}" for k, v in results["scores"].items())
         score = results["task_score"]

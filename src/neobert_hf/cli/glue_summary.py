@@ -208,11 +208,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     """Print the Markdown summary (and write the JSON/Markdown files). Exit 1 with `--require-all` and a missing
     task, 2 when the runs cannot be summarized together."""
-    try:
-        summary = summarize(args.run_dirs, args.tasks)
-    except SummaryError as err:
-        print(f"neobert-hf glue-summary: error: {err}", file=sys.stderr)
-        return 2
+    summary = summarize(args.run_dirs, args.tasks)  # a SummaryError: exit status 2, see neobert_hf.cli.errors
     markdown = render_markdown(summary)
     print(markdown, end="")
     if args.json_path:

@@ -84,7 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             Command-line arguments without the program name; defaults to `sys.argv[1:]`.
 
     Returns:
-        `int`: the exit status.
+        `int`: the exit status: 0, 1 when a run failed once under way (e.g. disk full), 2 on bad input (one message,
+        nothing written), 130 when interrupted (see [`neobert_hf.cli.errors`]).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
@@ -92,9 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    module = importlib.import_module(SUBCOMMANDS[args.command][0])
-    status = module.run(args)
-    return 0 if status is None else int(status)
+    from .errors import run_command
+
+    # One error boundary for every subcommand: bad input gives one line and exit status 2, never a traceback.
+    return run_command(args.command, lambda: importlib.import_module(SUBCOMMANDS[args.command][0]).run(args))
 
 
 if __name__ == "__main__":

@@ -22,9 +22,6 @@ __all__ = ["HELP", "add_parser", "build_argument_parser", "parse_args", "run"]
 
 HELP = "Evaluate a NeoBERT embedding model on MTEB tasks (registry or local files)."
 
-_EXPECTED_ERRORS = (ValueError, OSError, ImportError)
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `mteb`; its arguments are parsed by [`build_argument_parser`] in [`run`]."""
     parser = subparsers.add_parser("mteb", help=HELP, description=HELP, add_help=False, prefix_chars="+")
@@ -51,15 +48,11 @@ def parse_args(argv: Sequence[str]):
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the tasks (every name checked first), evaluate, summarise."""
-    try:
-        from ..integrations.mteb import evaluate, render_summary_markdown, resolve_tasks
+    from ..integrations.mteb import evaluate, render_summary_markdown, resolve_tasks
 
-        mteb_args = parse_args(args.argv)
-        tasks = resolve_tasks(mteb_args.tasks, mteb_args.task_types, mteb_args.local_tasks)
-        summary = evaluate(mteb_args, tasks)
-    except _EXPECTED_ERRORS as error:
-        print(f"neobert-hf mteb: error: {error}", file=sys.stderr)
-        return 2
+    mteb_args = parse_args(args.argv)
+    tasks = resolve_tasks(mteb_args.tasks, mteb_args.task_types, mteb_args.local_tasks)
+    summary = evaluate(mteb_args, tasks)  # errors: see neobert_hf.cli.errors
     print(render_summary_markdown(summary))
     if summary["missing_tasks"]:
         print(

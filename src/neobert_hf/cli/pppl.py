@@ -59,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from neobert_hf.evaluation.pppl import PPPLError, pseudo_perplexity
+    from neobert_hf.evaluation.pppl import pseudo_perplexity
 
     progress = logging.getLogger("neobert_hf.evaluation.pppl")  # one line per scored document, on stderr
     if not progress.handlers:
@@ -67,25 +67,21 @@ def run(args: argparse.Namespace) -> int:
         handler.setFormatter(logging.Formatter("%(message)s"))
         progress.addHandler(handler)
     progress.setLevel(logging.INFO)
-    try:
-        summary = pseudo_perplexity(
-            args.model,
-            args.data,
-            args.output,
-            batch_size=args.batch_size,
-            max_length=args.max_length,
-            stride=args.stride,
-            limit=args.limit,
-            text_field=args.text_field,
-            id_field=args.id_field,
-            tokenizer=args.tokenizer,
-            dtype=args.dtype,
-            device=args.device,
-            trust_remote_code=args.trust_remote_code,
-        )
-    except PPPLError as err:
-        print(f"neobert-hf pppl: error: {err}", file=sys.stderr)
-        return 2
+    summary = pseudo_perplexity(  # errors: see neobert_hf.cli.errors
+        args.model,
+        args.data,
+        args.output,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        stride=args.stride,
+        limit=args.limit,
+        text_field=args.text_field,
+        id_field=args.id_field,
+        tokenizer=args.tokenizer,
+        dtype=args.dtype,
+        device=args.device,
+        trust_remote_code=args.trust_remote_code,
+    )
     print(
         f"Scored {summary.scored} documents ({summary.tokens:,} tokens), skipped {summary.skipped} already in "
         f"{summary.output}; corpus pseudo-perplexity {summary.pppl:.4f}"

@@ -16,15 +16,11 @@ import argparse
 import json
 import os
 import shutil
-import sys
 
 
 __all__ = ["HELP", "add_parser", "build_argument_parser", "run", "run_preprocess"]
 
 HELP = "Tokenize a dataset and save it to disk for `neobert-hf pretrain`."
-
-_EXPECTED_ERRORS = (ValueError, OSError, ImportError)
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `preprocess`; its arguments are parsed by [`build_argument_parser`] in [`run`] (see
@@ -49,37 +45,44 @@ def run_preprocess(args) -> dict:
     """Tokenize and save as [`PreprocessArguments`] say; returns the `preprocess_info.json` content."""
     from ..data import preprocess
 
+    from ..training.output_dir import check_output_dir, failed_start_cleanup
+
     output = args.output_dir
-    if os.path.exists(output) and os.listdir(output):
-        if not args.overwrite_output_dir:
-            raise ValueError(
-                f"{output} exists and is not empty. Pass --overwrite_output_dir true to replace it, or choose another "
-                "output_dir."
+    check_output_dir(output)
+    if os.path.exists(output) and os.listdir(output) and not args.overwrite_output_dir:
+        raise ValueError(
+            f"{output} exists and is not empty. Pass --overwrite_output_dir true to replace it, or choose another "
+            "output_dir."
+        )
+    # Written next to the output and moved there once complete: a run that fails leaves the earlier output as it was.
+    staging = f"{os.path.normpath(output)}.tmp-{os.getpid()}"
+    with failed_start_cleanup(output, started=lambda: False):
+        try:
+            preprocess(
+                args.source(),
+                args.tokenizer_name,
+                staging,
+                config_name=args.dataset_config_name,
+                splits=args.splits,
+                text_column=args.text_column,
+                num_proc=args.preprocessing_num_workers,
+                batch_size=args.tokenize_batch_size,
+                cache_dir=args.cache_dir,
             )
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    if os.path.exists(output):
         shutil.rmtree(output)
-    preprocess(
-        args.source(),
-        args.tokenizer_name,
-        output,
-        config_name=args.dataset_config_name,
-        splits=args.splits,
-        text_column=args.text_column,
-        num_proc=args.preprocessing_num_workers,
-        batch_size=args.tokenize_batch_size,
-        cache_dir=args.cache_dir,
-    )
+    os.replace(staging, output)
     with open(os.path.join(output, "preprocess_info.json")) as handle:
         return json.load(handle)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Parse, tokenize and save. Returns 0 on success, 2 on bad input."""
-    try:
-        (preprocess_args,) = build_argument_parser().parse_args_and_config(list(args.argv))
-        info = run_preprocess(preprocess_args)
-    except _EXPECTED_ERRORS as error:
-        print(f"neobert-hf preprocess: error: {error}", file=sys.stderr)
-        return 2
+    """Parse, tokenize and save. Returns 0 on success; errors: see [`neobert_hf.cli.errors`]."""
+    (preprocess_args,) = build_argument_parser().parse_args_and_config(list(args.argv))
+    info = run_preprocess(preprocess_args)
     for name, split in info["splits"].items():
         print(f"{name}: {split['documents']:,} documents, {split['tokens']:,} tokens")
     print(f"Saved to {preprocess_args.output_dir}; train on it with: neobert-hf pretrain --config <recipe> "

@@ -22,9 +22,6 @@ __all__ = ["HELP", "add_parser", "build_argument_parser", "parse_args", "run"]
 
 HELP = "Pretrain NeoBERT with masked language modelling from a YAML recipe."
 
-_EXPECTED_ERRORS = (ValueError, OSError, ImportError)
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `pretrain`; its arguments are parsed by [`build_argument_parser`] in [`run`].
 
@@ -80,31 +77,21 @@ def setup_logging() -> None:
     run_logger.propagate = False
 
 
-def fail(message: str) -> int:
-    print(f"neobert-hf pretrain: error: {message}", file=sys.stderr)
-    return 2
-
-
 def run(args: argparse.Namespace) -> int:
-    """Parse, check and train. Returns 0 on success, 2 on bad input (nothing written)."""
+    """Parse, check and train. Returns 0 on success; errors go through [`neobert_hf.cli.errors.run_command`] (2 on
+    bad input, with nothing written; 1 when the run fails once under way)."""
+    from ..training import NonFiniteLossError
     from ..training.pretrain import prepare_pretraining
+    from .errors import training_phase
 
-    try:
-        model_args, data_args, training_args, precision_args = parse_args(args.argv)
-        setup = prepare_pretraining(model_args, data_args, training_args, precision_args)
-    except _EXPECTED_ERRORS as error:
-        return fail(str(error))
+    model_args, data_args, training_args, precision_args = parse_args(args.argv)
+    setup = prepare_pretraining(model_args, data_args, training_args, precision_args)
     setup_logging()
     logger = logging.getLogger("neobert_hf.pretrain")
     if training_args.should_log:
         logger.info(setup.summary())
-    from ..training import NonFiniteLossError
-
-    try:
+    with training_phase(NonFiniteLossError):
         trainer = setup.train()  # a start that fails leaves no new output folder and run_args.json unchanged
-    except NonFiniteLossError as error:
-        print(f"neobert-hf pretrain: {error}", file=sys.stderr)
-        return 1
     if training_args.should_log:
         from ..training.checkpointing import latest_checkpoint
 

@@ -60,7 +60,7 @@ def _given_export_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from neobert_hf.export import ExportError, push_to_hub
+    from neobert_hf.export import push_to_hub
 
     kwargs = _given_export_options(args)
     source = args.source
@@ -71,22 +71,19 @@ def run(args: argparse.Namespace) -> int:
         for name in files:
             print(f"  {name}")
         sys.stdout.flush()
-    try:
-        info = push_to_hub(
-            source,
-            args.repo_id,
-            private=args.private or None,
-            revision=args.revision,
-            token=args.token,
-            commit_message=args.commit_message,
-            include=args.include,
-            dry_run=args.dry_run,
-            announce=announce,
-            **kwargs,
-        )
-    except (ExportError, ImportError) as err:
-        print(f"neobert-hf push: error: {err}", file=sys.stderr)
-        return 2
+
+    info = push_to_hub(  # errors: see neobert_hf.cli.errors
+        source,
+        args.repo_id,
+        private=args.private or None,
+        revision=args.revision,
+        token=args.token,
+        commit_message=args.commit_message,
+        include=args.include,
+        dry_run=args.dry_run,
+        announce=announce,
+        **kwargs,
+    )
     if args.dry_run:
         print("Dry run: nothing was uploaded.")
     else:

@@ -54,7 +54,9 @@ from sentence_transformers.sentence_transformer.training_args import (  # noqa: 
     SentenceTransformerTrainingArguments,
 )
 
+from ..training.argument_checks import check_training_values  # noqa: E402
 from ..training.checkpointing import CheckpointTreeMixin, checkpoint_dir, resolve_checkpoint  # noqa: E402
+from ..training.output_dir import TrainingBegan, check_output_dir, failed_start_cleanup  # noqa: E402
 from ..training.hub import STAGING_PREFIX, CleanHubPushMixin  # noqa: E402
 
 
@@ -295,7 +297,14 @@ def load_table(source: str, split: str = "train", config_name: str | None = None
         if extension not in _FILE_BUILDERS:
             raise ValueError(f"{source}: unsupported file type {extension!r}; use one of {sorted(_FILE_BUILDERS)}.")
         kwargs = {"delimiter": "\t"} if extension == ".tsv" else {}
-        dataset = load_dataset(_FILE_BUILDERS[extension], data_files=source, split="train", **kwargs)
+        if os.path.getsize(source) == 0:
+            raise ValueError(f"{source} is empty.")
+        try:
+            dataset = load_dataset(_FILE_BUILDERS[extension], data_files=source, split="train", **kwargs)
+        except Exception as error:  # the builders raise many types for a malformed file
+            from ..data.read_errors import read_error
+
+            raise read_error([source], _FILE_BUILDERS[extension], error, what="the contrastive data") from error
     elif os.path.isdir(source) and any(
         os.path.isfile(os.path.join(source, name)) for name in ("dataset_dict.json", "dataset_info.json", "state.json")
     ):
@@ -372,7 +381,31 @@ def prepare_contrastive_dataset(dataset, column_mapping: dict[str, str] | None =
     dropped = [name for name in names if name not in keep]
     if dropped:
         logger.info(f"Contrastive data: dropping columns {dropped} (not anchor/positive/negative).")
-    return dataset.select_columns(keep)
+    dataset = dataset.select_columns(keep)
+    _check_texts(dataset, {new: old for old, new in mapping.items()})
+    return dataset
+
+
+def _check_texts(dataset, original_names: dict[str, str]) -> None:
+    """Every anchor, positive and negative must be a string: a null (a missing hard negative) or a number would fail
+    deep inside the tokenizer. Names the column and the first bad row."""
+    import pyarrow.compute as pc
+
+    table = dataset.with_format("arrow")[:]
+    for column in dataset.column_names:
+        values = table[column]
+        shown = column if original_names.get(column, column) == column else f"{column} ({original_names[column]!r})"
+        if values.null_count:
+            row = pc.index(pc.is_null(values), True).as_py()
+            raise ValueError(
+                f"The contrastive data has no text in column {shown} at row {row} (null); every row needs a string "
+                "there. Drop or fill such rows."
+            )
+        if not (values.type == "string" or values.type == "large_string"):
+            row, value = next((i, v) for i, v in enumerate(values.to_pylist()) if not isinstance(v, str))
+            raise ValueError(
+                f"The contrastive data column {shown} holds {values.type} values, not text (row {row}: {value!r})."
+            )
 
 
 def simcse_pairs(texts: Iterable[str]):
@@ -612,6 +645,10 @@ class ContrastiveTrainingArguments(SentenceTransformerTrainingArguments):
                   "group_by_label."},
     )
 
+    def __post_init__(self):
+        check_training_values(self)
+        super().__post_init__()
+
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Trainer
@@ -704,7 +741,21 @@ class ContrastiveSetup:
             loss=self.loss,
             evaluator=self.evaluators or None,
             pretraining_prob=self.args.pretraining_prob if self.args.pretraining_prob > 0 else None,
+            callbacks=[TrainingBegan()],
         )
+
+    def train(self) -> ContrastiveTrainer:
+        """Build the Trainer and train (from `resume_from_checkpoint` when set). A start that fails before training
+        begins leaves no new folder behind. Returns the Trainer."""
+        trainer = None
+
+        def started() -> bool:
+            return trainer is not None and TrainingBegan.seen(trainer)
+
+        with failed_start_cleanup(self.training_args.output_dir, started):
+            trainer = self.build_trainer()
+            trainer.train()
+        return trainer
 
     def summary(self) -> str:
         train = self.train_dataset
@@ -743,6 +794,7 @@ def prepare_contrastive(args: ContrastiveArguments, training_args: ContrastiveTr
     from ..training.hub import check_push_arguments
 
     check_push_arguments(training_args, needs_tokenizer=False)  # the model saves its own tokenizer
+    check_output_dir(training_args.output_dir)
     start = time.perf_counter()
     source = resolve_pretrained_path(args.model_name_or_path)  # a run folder -> one of its checkpoints
     if args.pretraining_prob > 0:

@@ -34,7 +34,9 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArgumen
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from ..import_utils import require
+from ..training.argument_checks import check_training_values
 from ..training.checkpointing import CHECKPOINTS_DIR, checkpoint_dir, list_checkpoints, resolve_checkpoint
+from ..training.output_dir import TrainingBegan, check_output_dir, failed_start_cleanup
 from .checkpoints import RUN_RESULTS_NAME, load_pretrained_strict, resolve_pretrained_path
 from .glue_metrics import GLUE_METRIC_PATH
 from .glue_trainer import ADAPTER_DIR, GlueEarlyStoppingCallback, GlueTrainer
@@ -313,6 +315,7 @@ class GlueTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        check_training_values(self)
         task = get_glue_task(self.task_name)
         self.task_name = task.name
         if not self.model_name_or_path:
@@ -422,7 +425,9 @@ def _read_local(path: str, role: str):
     try:
         dataset = load_dataset(builder, data_files={"data": path}, split="data", **kwargs)
     except Exception as err:  # the csv/json builders raise many types for a malformed file
-        raise GlueDataError(f"Cannot read {role} {path}: {err}") from err
+        from ..data.read_errors import read_error
+
+        raise GlueDataError(str(read_error([path], builder, err, what=role))) from err
     if len(dataset) == 0:
         raise GlueDataError(f"{role} {path} has no rows.")
     return dataset
@@ -658,6 +663,7 @@ def prepare_glue(args: GlueTrainingArguments) -> GlueSetup:
     from ..training.hub import check_push_arguments
 
     check_push_arguments(args, needs_tokenizer=False)  # the tokenizer is loaded below
+    check_output_dir(args.output_dir)
     task = args.glue_task
     resume = _check_output_dir(args)
     source = resolve_pretrained_path(args.model_name_or_path, args.checkpoint)
@@ -752,6 +758,17 @@ def _write_json(path: str, payload: dict) -> None:
     os.replace(tmp, path)
 
 
+class _RunArgsRecorder(TrainingBegan):
+    """Writes `run_args.json` when training begins (model, data and resume state loaded), so that a start that fails
+    leaves the output folder as it was."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        super().on_train_begin(args, state, control, **kwargs)
+        if args.should_save:
+            os.makedirs(args.output_dir, exist_ok=True)
+            _write_json(os.path.join(args.output_dir, RUN_ARGS_NAME), json.loads(args.to_json_string()))
+
+
 def build_trainer(setup: GlueSetup) -> GlueTrainer:
     """The [`GlueTrainer`] of a prepared run: dynamic padding to `pad_to_multiple_of`, the task's metrics, early
     stopping when `early_stopping_patience` is set, and one evaluation set (or MNLI's two). Creates the output folder
@@ -759,7 +776,7 @@ def build_trainer(setup: GlueSetup) -> GlueTrainer:
     args = setup.args
     single = len(setup.eval_datasets) == 1
     eval_dataset = next(iter(setup.eval_datasets.values())) if single else setup.eval_datasets
-    callbacks = []
+    callbacks = [_RunArgsRecorder()]
     if args.early_stopping_patience:
         callbacks.append(GlueEarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
     return GlueTrainer(
@@ -783,12 +800,14 @@ def run_glue(setup: GlueSetup) -> dict[str, Any]:
         `task_score`, `best_checkpoint` (relative to the output folder), `eval_metrics`, `test_metrics`, ...
     """
     args, task = setup.args, setup.task
-    trainer = build_trainer(setup)
-    if args.should_save:
-        os.makedirs(args.output_dir, exist_ok=True)
-        _write_json(os.path.join(args.output_dir, RUN_ARGS_NAME), json.loads(args.to_json_string()))
+    trainer = None
 
-    train_output = trainer.train(resume_from_checkpoint=setup.resume_from_checkpoint)
+    def started() -> bool:
+        return trainer is not None and TrainingBegan.seen(trainer)
+
+    with failed_start_cleanup(args.output_dir, started):
+        trainer = build_trainer(setup)
+        train_output = trainer.train(resume_from_checkpoint=setup.resume_from_checkpoint)
     best_loaded = bool(args.load_best_model_at_end and trainer.state.best_model_checkpoint)
     if (
         args.should_save

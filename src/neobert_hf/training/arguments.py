@@ -14,6 +14,8 @@ from typing import Literal
 from transformers import TrainingArguments
 from transformers.utils import logging
 
+from .argument_checks import check_training_values
+
 
 logger = logging.get_logger(__name__)
 
@@ -172,6 +174,7 @@ class NeoBERTTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        check_training_values(self)
         if self.fp16 or self.fp16_full_eval:
             raise ValueError(
                 "fp16 is not supported for pretraining; use bf16 (--bf16 true). fp16 needs loss scaling and "
