@@ -650,6 +650,10 @@ class MicrobatchDataset(TorchIterableDataset):
             model input).
         state_history (`int`, *optional*, defaults to 16):
             How many past states `state_dict(at_batch=...)` can return.
+        min_batches_per_epoch (`int`, *optional*):
+            Raise a `ValueError` at the end of an epoch that made fewer batches (all shards together) than this: data
+            too small for one optimizer step, which a trainer that reads epoch by epoch cannot train on. For streams,
+            whose size is known only once read (map-style sources can be counted up front).
 
     Example:
 
@@ -692,6 +696,7 @@ class MicrobatchDataset(TorchIterableDataset):
         shard_index: int = 0,
         return_segment_info: bool = False,
         state_history: int = 16,
+        min_batches_per_epoch: int | None = None,
     ):
         super().__init__()
         if mode not in ("packed", "padded"):
@@ -744,6 +749,7 @@ class MicrobatchDataset(TorchIterableDataset):
         self.num_shards = num_shards
         self.shard_index = shard_index
         self.return_segment_info = return_segment_info
+        self.min_batches_per_epoch = min_batches_per_epoch
         self._source = _make_source(source, input_column, shuffle, seed, max_seq_length)
         self.shuffle = getattr(self._source, "shuffle", False)
         # A map-style source is shuffled globally, chunk by chunk; the shuffle buffer is for sources read in order.
@@ -1040,6 +1046,13 @@ class MicrobatchDataset(TorchIterableDataset):
                     return
         # End of the epoch: record what was read after the last batch this shard yielded.
         self._snapshot = dataclasses.replace(snapshot(), buffer=(), pool=(), pool_rng=None)
+        if self.min_batches_per_epoch is not None and progress["batches"] < self.min_batches_per_epoch:
+            raise ValueError(
+                f"The training data is too small for one optimizer step: one pass over it makes "
+                f"{progress['batches']} microbatch(es) ({stats.real_tokens:,} tokens), and one step takes "
+                f"{self.min_batches_per_epoch}. Use more data, or lower tokens_per_batch, the batch size or "
+                "gradient_accumulation_steps."
+            )
 
     def __repr__(self) -> str:
         layout = (

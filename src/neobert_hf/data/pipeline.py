@@ -30,6 +30,7 @@ def build_mlm_datasets(
     num_proc: int | None = None,
     num_shards: int = 1,
     shard_index: int = 0,
+    min_batches_per_epoch: int | None = None,
 ) -> tuple[MicrobatchDataset, MicrobatchDataset | None]:
     """Tokenize (when needed) and wrap train and eval data into [`MicrobatchDataset`]s.
 
@@ -45,7 +46,7 @@ def build_mlm_datasets(
         masker ([`MLMMasker`]):
             The MLM masking (its seed fixes the masks of train and eval).
         tokens_per_batch, max_seq_length, mode, batch_size, pad_to_multiple_of, buffer_size, shuffle_buffer_size,
-        max_sequences_per_batch, infinite, num_shards, shard_index:
+        max_sequences_per_batch, infinite, num_shards, shard_index, min_batches_per_epoch:
             See [`MicrobatchDataset`].
         seed (`int`, *optional*, defaults to 0):
             Seed of the train order.
@@ -74,7 +75,12 @@ def build_mlm_datasets(
         "shard_index": shard_index,
     }
     train_dataset = MicrobatchDataset(
-        train, seed=seed, infinite=infinite, shuffle_buffer_size=shuffle_buffer_size, **common
+        train,
+        seed=seed,
+        infinite=infinite,
+        shuffle_buffer_size=shuffle_buffer_size,
+        min_batches_per_epoch=min_batches_per_epoch,
+        **common,
     )
     eval_dataset = None
     if evaluation is not None:

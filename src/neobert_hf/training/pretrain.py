@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -53,6 +52,8 @@ from .checkpointing import (
     load_data_state,
     resolve_checkpoint,
 )
+from .argument_checks import check_training_values
+from .output_dir import check_output_dir, failed_start_cleanup
 from .pretrain_arguments import ARCHITECTURE_FIELDS, DataArguments, ModelArguments
 
 
@@ -146,16 +147,15 @@ class PretrainingSetup:
         """Build the Trainer (unless given) and train from the resolved checkpoint. A start that fails before training
         begins (optimizer, resume state) leaves no new folder behind: an `output_dir` that this call created and that
         holds no file is removed again (with the parent folders it created). Returns the Trainer."""
-        created = _first_missing_folder(self.training_args.output_dir)
         recorder = None
-        try:
+
+        def started() -> bool:
+            return recorder is not None and recorder.started
+
+        with failed_start_cleanup(self.training_args.output_dir, started):
             trainer = trainer if trainer is not None else self.build_trainer()
             recorder = next((c for c in trainer.callback_handler.callbacks if isinstance(c, RunArgsRecorder)), None)
             trainer.train(resume_from_checkpoint=self.resume_from_checkpoint)
-        except BaseException:
-            if created is not None and not (recorder is not None and recorder.started):
-                remove_empty_folders(created)
-            raise
         return trainer
 
     def output_dir_action(self) -> str:
@@ -222,29 +222,6 @@ class RunArgsRecorder(TrainerCallback):
         self.setup.save_run_args()
 
 
-def _first_missing_folder(path: str) -> str | None:
-    """The outermost folder of `path` (itself included) that does not exist yet, or `None`."""
-    path = os.path.abspath(path)
-    if os.path.exists(path):
-        return None
-    while not os.path.exists(os.path.dirname(path)):
-        path = os.path.dirname(path)
-    return path
-
-
-def remove_empty_folders(path: str) -> None:
-    """Remove `path` and the folders under it, bottom-up, as far as they hold no file (nothing with content is
-    touched)."""
-    if not os.path.isdir(path):
-        return
-    for root, dirs, files in os.walk(path, topdown=False):
-        if not files and not os.listdir(root):
-            try:
-                os.rmdir(root)
-            except OSError:
-                pass
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Checks
 # ---------------------------------------------------------------------------------------------------------------------
@@ -262,16 +239,8 @@ def _check_training_args(args: NeoBERTTrainingArguments, has_eval: bool | None =
             "resume position in the main process. Packing and masking are cheap; to tokenize in parallel, use "
             "preprocessing_num_workers or `neobert-hf preprocess`."
         )
-    if args.output_dir is None:
-        raise ValueError("Set output_dir: checkpoints are written to <output_dir>/checkpoints/<step>/.")
-    if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
-        raise ValueError(f"output_dir {args.output_dir} exists and is not a folder; pass a folder path.")
-    if not math.isfinite(args.learning_rate) or args.learning_rate < 0:
-        raise ValueError(f"learning_rate must be a finite number >= 0 (got {args.learning_rate}).")
-    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
-        value = getattr(args, name)
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a whole number >= 1 (got {value}).")
+    check_training_values(args)  # also in NeoBERTTrainingArguments.__post_init__; here for arguments changed since
+    check_output_dir(args.output_dir)
     if has_eval is False and args.eval_strategy != "no":
         raise ValueError(
             f"eval_strategy={args.eval_strategy.value if hasattr(args.eval_strategy, 'value') else args.eval_strategy} "
@@ -471,6 +440,64 @@ def _is_empty(dataset: Any) -> bool:
     return next(iter(dataset.take(1)), None) is None
 
 
+def _count_until(dataset: Any, max_seq_length: int, tokens_needed: int, chunks_needed: int) -> tuple[int, int, bool]:
+    """`(tokens, chunks, complete)`: the tokens and `max_seq_length` chunks of a tokenized map-style dataset, counted
+    block by block until both needs are met (`complete` is `True` when the whole dataset was counted)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    tokens = chunks = 0
+    block = 16_384
+    for start in range(0, len(dataset), block):
+        column = dataset.with_format("arrow")[start : start + block]["input_ids"]
+        lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False).astype(np.int64)
+        tokens += int(lengths.sum())
+        chunks += int(((lengths + max_seq_length - 1) // max_seq_length).sum())
+        if tokens >= tokens_needed and chunks >= chunks_needed:
+            return tokens, chunks, start + block >= len(dataset)
+    return tokens, chunks, True
+
+
+def check_fills_one_step(train: Any, data_args: DataArguments, args: NeoBERTTrainingArguments) -> None:
+    """Refuse training data whose whole epoch holds less than one optimizer step.
+
+    The Trainer reads the packed stream epoch by epoch: with less than one step of data per epoch, every step would
+    be a nearly empty batch (a one-document corpus gives a step of a few real tokens, often none of them masked:
+    loss 0, gradient 0), and with gradient accumulation a step would never complete. Map-style data is counted here,
+    before anything is written; a stream is checked by the dataset at the end of its first epoch
+    (`min_batches_per_epoch`).
+
+    Raises:
+        `ValueError`: with the tokens or chunks the data has and what one optimizer step needs.
+    """
+    from datasets import Dataset
+
+    if not isinstance(train, Dataset):
+        return
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    arithmetic = (
+        f"per_device_train_batch_size {args.per_device_train_batch_size} x gradient_accumulation_steps "
+        f"{args.gradient_accumulation_steps} x {args.world_size} process(es)"
+    )
+    if data_args.packing:
+        needed = data_args.microbatch_tokens * per_step
+        tokens, chunks, _ = _count_until(train, data_args.max_seq_length, needed, 0)
+        if tokens < needed:
+            raise ValueError(
+                f"The training data is too small for one optimizer step: {tokens:,} tokens in {chunks:,} chunk(s), "
+                f"and one step packs tokens_per_batch {data_args.microbatch_tokens:,} x {arithmetic} = {needed:,} "
+                "tokens. Use more data, or lower tokens_per_batch, the batch size or gradient_accumulation_steps."
+            )
+    else:
+        tokens, chunks, _ = _count_until(train, data_args.max_seq_length, 0, per_step)
+        if chunks < per_step:
+            raise ValueError(
+                f"The training data is too small for one optimizer step: {chunks:,} chunk(s) of at most "
+                f"{data_args.max_seq_length} tokens, and one step takes {arithmetic} = {per_step:,} rows. Use more "
+                "data, or lower the batch size or gradient_accumulation_steps."
+            )
+
+
 def load_pretraining_datasets(
     data_args: DataArguments, tokenizer: Any, config: NeoBERTConfig, args: NeoBERTTrainingArguments
 ):
@@ -529,6 +556,8 @@ def load_pretraining_datasets(
         shuffle_buffer_size=data_args.shuffle_buffer_size,
         max_sequences_per_batch=data_args.max_sequences_per_batch,
         seed=seed,
+        # A stream too small for one optimizer step per epoch is found once read (see check_fills_one_step).
+        min_batches_per_epoch=args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
     )
     return data, train_dataset, eval_dataset
 
@@ -609,6 +638,7 @@ def prepare_pretraining(
 
     data, train_dataset, eval_dataset = load_pretraining_datasets(data_args, prepared.tokenizer, config, training_args)
     _check_training_args(training_args, has_eval=eval_dataset is not None)
+    check_fills_one_step(data.train, data_args, training_args)
     if resume is not None and not training_args.ignore_data_skip:
         # The trainer restores the data position again when training starts; loading it here checks, before
         # anything is written, that the data and packing settings are those of the checkpoint.
