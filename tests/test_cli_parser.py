@@ -104,3 +104,28 @@ def test_required_field_from_recipe(tmp_path):
     assert required.model == "cli"
     with pytest.raises(ConfigError, match="required"):
         parser.parse_args_and_config([])
+
+
+def test_recipes_are_read_strictly(tmp_path, parser):
+    """A key given twice is an error naming it and both lines; YAML 1.1's yes/no/on/off stay strings (never a silent
+    False for a string option); a bool option refuses `off`."""
+    recipe = write(tmp_path, f"output_dir: {tmp_path}\nlearning_rate: 0.1\nmlm_probability: 0.2\nlearning_rate: 0.2\n")
+    with pytest.raises(ConfigError, match=r"key 'learning_rate' is given twice \(lines 2 and 4\)"):
+        parser.parse_args_and_config(["--config", recipe])
+    recipe = write(tmp_path, f"output_dir: {tmp_path}\nnote: no\neval_strategy: no\nhub_model_id: on\nbf16: false\n")
+    extra, args = parser.parse_args_and_config(["--config", recipe])
+    assert extra.note == "no" and args.hub_model_id == "on" and args.eval_strategy == "no" and args.bf16 is False
+    with pytest.raises(ConfigError, match="bf16"):
+        parser.parse_args_and_config(["--config", write(tmp_path, f"output_dir: {tmp_path}\nbf16: off\n")])
+
+
+def test_none_unsets_every_optional_field(tmp_path, parser):
+    """`--key none` (or null) unsets an optional string or list as well as a number; a string that cannot be None
+    keeps "none" as a value it refuses or accepts on its own terms."""
+    recipe = write(tmp_path, f"output_dir: {tmp_path}\nnote: y\ntags: [a, b]\nhub_model_id: me/model\n")
+    extra, args = parser.parse_args_and_config(
+        ["--config", recipe, "--note", "none", "--tags", "NULL", "--hub_model_id", "none"]
+    )
+    assert extra.note is None and extra.tags is None and args.hub_model_id is None
+    with pytest.raises(ConfigError, match="invalid choice: 'none'"):
+        parser.parse_args_and_config(["--config", recipe, "--kind", "none"])

@@ -3,6 +3,11 @@
 YAML values are checked exactly like command-line values: each YAML entry is turned into the `--key value` tokens
 it stands for and parsed by the same argparse actions, placed before the real command line so that a flag given
 there overrides the recipe. Precedence: command line > YAML > dataclass defaults.
+
+Recipes are read strictly: a key given twice is an error (naming the key and both lines), and only `true`/`false`
+are booleans (YAML 1.1's `yes`, `no`, `on`, `off` stay the strings they look like, so `eval_strategy: no` means
+"no" and a string option never silently becomes `False`). Any optional key of a recipe is unset from the command
+line with `--key none` (or `null`); `report_to none` keeps its own meaning (no integrations).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import dataclasses
 import difflib
 import json
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +30,37 @@ __all__ = ["ConfigError", "NeoBERTArgumentParser"]
 
 class ConfigError(ValueError):
     """A recipe or command line that names an unknown key or gives a value of the wrong type."""
+
+
+# Options whose value "none" means something other than "unset".
+_NONE_IS_A_VALUE = {"report_to"}
+NONE_SPELLINGS = ("none", "null")
+
+_YAML_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` with YAML 1.2 booleans (only true/false) that refuses a key given twice."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(
+                    f"Recipe {key_node.start_mark.name}: key {key!r} is given twice (lines {seen[key]} and {line}); "
+                    "keep one."
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+_RecipeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_RecipeLoader.add_implicit_resolver("tag:yaml.org,2002:bool", _YAML_BOOL, list("tTfF"))
 
 
 def _none_or(parse):
@@ -61,13 +98,15 @@ class NeoBERTArgumentParser(HfArgumentParser):
             "--config",
             type=str,
             default=None,
-            help="YAML recipe whose keys are any of the flags below; flags given on the command line win.",
+            help="YAML recipe whose keys are any of the flags below; flags given on the command line win. Unset an "
+            "optional key of the recipe with --key none (or null).",
         )
+        self._optional_lists: set[str] = set()
         self._accept_none_for_optional_fields()
 
     def _accept_none_for_optional_fields(self) -> None:
-        """`--key none` (or `null`) sets an optional number or flag to None, e.g. to switch off on the command line an
-        option that the recipe sets. Not for strings ("none" is a value of some, e.g. `report_to`) nor lists."""
+        """`--key none` (or `null`) sets any optional field (one whose type admits None) to None, e.g. to unset on
+        the command line a key that the recipe sets. `report_to none` keeps its meaning (no integrations)."""
         optional = set()
         for dtype in self.dataclass_types:
             # The annotations, not `field.type`: HfArgumentParser replaces `int | None` there by `int`.
@@ -78,25 +117,29 @@ class NeoBERTArgumentParser(HfArgumentParser):
                 f.name for f in dataclasses.fields(dtype) if f.init and "None" in str(annotations.get(f.name, ""))
             )
         for action in self._actions:
-            # Not for strings: "none" is a value of some of them (report_to none).
-            if action.dest in optional and action.type not in (None, str) and action.nargs in (None, "?"):
-                action.type = _none_or(action.type)
+            if action.dest not in optional or action.dest in _NONE_IS_A_VALUE or action.type is None:
+                continue
+            action.type = _none_or(action.type)
+            if action.choices is not None and None not in action.choices:
+                action.choices = [*action.choices, None]
+            if action.nargs in ("+", "*"):
+                self._optional_lists.add(action.dest)
 
     def error(self, message: str):
         """argparse calls this for a bad value or choice: raise instead of printing the usage and exiting."""
-        raise ConfigError(f"{message}. Run with --help for every valid key and value.")
+        raise ConfigError(f"{message.rstrip('.')}. Run with --help for every valid key and value.")
 
     def field_names(self) -> list[str]:
         return sorted({f.name for dtype in self.dataclass_types for f in dataclasses.fields(dtype) if f.init})
 
     def _unknown(self, keys: Sequence[str], where: str) -> ConfigError:
         names = self.field_names()
-        lines = []
+        shown = []
         for key in keys:
             close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            lines.append(f"  {key}{hint}")
-        return ConfigError(f"Unknown {where} key(s):\n" + "\n".join(lines) + "\nRun with --help for every valid key.")
+            shown.append(f"{key}{hint}")
+        return ConfigError(f"Unknown {where} key(s): {'; '.join(shown)}. Run with --help for every valid key.")
 
     def yaml_to_argv(self, path: str | os.PathLike) -> tuple[list[str], dict[str, Any]]:
         """Reads a recipe and returns the equivalent command-line tokens, plus the keys set to `null` (applied
@@ -105,9 +148,11 @@ class NeoBERTArgumentParser(HfArgumentParser):
             raise ConfigError(f"Recipe file {path!r} does not exist.")
         with open(path, encoding="utf-8") as handle:
             try:
-                values = yaml.safe_load(handle) or {}
+                values = yaml.load(handle, Loader=_RecipeLoader) or {}
             except yaml.YAMLError as err:
-                raise ConfigError(f"Recipe {path!r} is not valid YAML: {err}") from err
+                raise ConfigError(f"Recipe {path!r} is not valid YAML: {' '.join(str(err).split())}") from err
+            except UnicodeDecodeError as err:
+                raise ConfigError(f"Recipe {path!r} is not UTF-8 text ({err.reason} at byte {err.start}).") from err
         if not isinstance(values, dict):
             raise ConfigError(f"Recipe {path!r} must be a mapping of flag names to values, got {type(values).__name__}.")
         known = set(self.field_names())
@@ -160,6 +205,9 @@ class NeoBERTArgumentParser(HfArgumentParser):
             raise ConfigError(f"Unexpected command-line values: {remaining}")
         values = vars(namespace)
         values.pop("config", None)
+        for key in self._optional_lists:  # `--splits none` unsets a list
+            if isinstance(values.get(key), list) and values[key] and all(v is None for v in values[key]):
+                values[key] = None
         # keys set to null in the recipe, unless the command line gave a value
         given_on_command_line = {token.lstrip("-").split("=")[0] for token in args if token.startswith("--")}
         for key, value in nulls.items():
