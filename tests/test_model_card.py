@@ -123,3 +123,14 @@ def test_cards_show_no_local_absolute_path(checkpoint, tmp_path, monkeypatch):
     # Hub ids and URLs are not paths.
     card = render_model_card(checkpoint, dataset="nyu-mll/glue (mrpc)", base_model="org/base")
     assert "nyu-mll/glue (mrpc)" in card and "base_model: org/base" in card
+
+
+def test_paths_with_spaces_are_shown_whole(checkpoint, tmp_path):
+    """A path holding spaces is one path: a card shows its last part, not a piece of its folder's name."""
+    data = tmp_path / "my corpora" / "train data.jsonl"
+    data.parent.mkdir()
+    data.write_text("{}\n")
+    card = render_model_card(checkpoint, dataset=str(data))
+    assert "| data | train data.jsonl |" in card and str(tmp_path) not in card and "corpora" not in card
+    card = render_model_card(checkpoint, base_model=f"continued from {data.parent} at step 3")
+    assert "continued from my corpora at step 3" in card and str(tmp_path) not in card

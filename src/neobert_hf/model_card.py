@@ -509,10 +509,33 @@ def display_path(path: str) -> str:
     return parts[-1] if parts else path
 
 
+# The next space-separated piece of a path that holds spaces ("/data/my corpus/train.jsonl").
+_ONE_PATH = re.compile(r"^/[^\n,;()\[\]{}<>\"'`|]*$")
+_PATH_PIECE = re.compile(r" +[^\s,;()\[\]{}<>\"'`|]+")
+
+
+def _replace_paths(text: str) -> str:
+    """`text` with its absolute paths shown by [`display_path`]. A string that is one path (nothing but the path,
+    no list separator) is one path, spaces included; inside longer text a path runs on over a space as long as the
+    longer path exists."""
+    if _ONE_PATH.match(text):
+        return display_path(text)
+    out, position = [], 0
+    for match in _ABSOLUTE_PATH.finditer(text):
+        if match.start() < position:
+            continue
+        end = match.end()
+        while (piece := _PATH_PIECE.match(text, end)) is not None and os.path.exists(text[match.start() : piece.end()]):
+            end = piece.end()
+        out += [text[position : match.start()], display_path(text[match.start() : end])]
+        position = end
+    return "".join(out) + text[position:]
+
+
 def _without_local_paths(value: Any) -> Any:
     """`value` with every absolute path inside its strings replaced by [`display_path`] (dicts and lists too)."""
     if isinstance(value, str):
-        return _ABSOLUTE_PATH.sub(lambda m: display_path(m.group(0)), value)
+        return _replace_paths(value)
     if isinstance(value, dict):
         return {k: _without_local_paths(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
