@@ -691,10 +691,11 @@ class ContrastiveTrainer(CleanHubPushMixin, CheckpointTreeMixin, SentenceTransfo
         path = None
         if resume_from_checkpoint not in (None, False):
             path = resolve_checkpoint(resume_from_checkpoint, self.args.output_dir)
-        output = super().train(resume_from_checkpoint=path, **kwargs)
-        final = checkpoint_dir(self.args.output_dir, self.state.global_step)
-        if self.state.global_step > 0 and not os.path.isdir(final):
-            self._save_checkpoint(self.model_wrapped, trial=None)
+        with self.output_dir_lock():  # held through the final save, so no other run slips in between
+            output = super().train(resume_from_checkpoint=path, **kwargs)
+            final = checkpoint_dir(self.args.output_dir, self.state.global_step)
+            if self.state.global_step > 0 and not os.path.isdir(final):
+                self._save_checkpoint(self.model_wrapped, trial=None)
         return output
 
     def _save_checkpoint_files(self, tmp_dir: str, final_dir: str) -> None:
