@@ -10,6 +10,7 @@
 #    tasks is in them), saving a checkpoint halfway and at the end,
 # 3. runs benchmarks/bench_downstream.py on both checkpoints against a random init of the same config: topic
 #    classification at 250, 1,000 and all 6,445 training examples, three fine-tuning learning rates, five seeds,
+#    mean pooling for both inits (POOLING=cls for the [CLS] token, which MLM pretraining never trains),
 #    and contrastive embeddings (MultipleNegativesRankingLoss on GCIDE headword -> definition pairs, retrieval of
 #    held-out headwords) at three learning rates.
 #
@@ -84,6 +85,6 @@ fi
 python benchmarks/bench_downstream.py "${DOWNSTREAM_DEVICE[@]}" \
   --pretrained "$RUN/checkpoints/$HALF" "$RUN/checkpoints/$STEPS" \
   --task-dir "$CORPORA/topic" --pairs-dir "$CORPORA/pairs" --retrieval-dir "$CORPORA/pairs_retrieval" \
-  --sizes $SIZES --lrs $FT_LRS --seeds $SEEDS \
+  --sizes $SIZES --lrs $FT_LRS --seeds $SEEDS --classifier-pooling "${POOLING:-mean}" \
   --contrastive-lrs $CONTRASTIVE_LRS --contrastive-steps "$CONTRASTIVE_STEPS" \
   "${EXTRA_DOWNSTREAM[@]}" --json "$OUT/downstream.json" | tee "$OUT/downstream.md"
