@@ -181,6 +181,20 @@ def _no_damaged_checkpoint(ctx: Ctx) -> None:
     assert steps == [] and latest_checkpoint(ctx.out) is None, steps
 
 
+def _complete_checkpoints(ctx: Ctx) -> None:
+    """A run stopped by bad data after it saved: its checkpoints all verify, and `latest` is one of them."""
+    from neobert_hf.training.checkpointing import latest_checkpoint, list_checkpoints, verify_checkpoint
+
+    saved = list_checkpoints(ctx.out)
+    assert saved, "the run stopped before its first checkpoint: put the bad line further down"
+    for _step, path in saved:
+        verify_checkpoint(path)
+    assert latest_checkpoint(ctx.out) == saved[-1][1]
+
+
+MID_RUN_BAD_LINE = 1500  # with small read-ahead buffers, far enough for checkpoints to be saved first
+
+
 def _saved_empty_dataset(ctx: Ctx) -> None:
     from datasets import Dataset
 
@@ -293,6 +307,27 @@ CASES = [
         "one-document-corpus", pretrain(data="d.jsonl"), ("too small for one optimizer step", "8 tokens", "256 tokens"),
         files={"d.jsonl": DOC},
     ),
+    # --- pretrain: a streamed corpus, read only as training goes ---
+    Case(
+        "stream-not-utf8", pretrain("--streaming", "true", data="d.jsonl"), ("d.jsonl, line 2", "not UTF-8"),
+        files={"d.jsonl": NOT_UTF8},
+    ),
+    Case(
+        "stream-malformed-json-line", pretrain("--streaming", "true", data="d.jsonl"),
+        ("d.jsonl, line 2", "not valid JSON"), files={"d.jsonl": DOC + '{"text": "a b"\n' + DOC},
+    ),
+    Case(
+        "stream-one-document-corpus", pretrain("--streaming", "true", data="d.jsonl"),
+        ("training stream is too small for one optimizer step", "8 tokens", "256 tokens"), files={"d.jsonl": DOC},
+    ),
+    Case(
+        "stream-bad-line-mid-run",
+        pretrain("--streaming", "true", "--shuffle_buffer_size", "64", "--packing_buffer_size", "16",
+                 "--max_steps", "1000", "--save_strategy", "steps", "--save_steps", "10", data="d.jsonl"),
+        (f"d.jsonl, line {MID_RUN_BAD_LINE}", "not UTF-8", "checkpoints saved before are complete", "resume"),
+        files={"d.jsonl": corpus_lines(MID_RUN_BAD_LINE - 1).encode() + b'{"text": "caf\xe9"}\n'},
+        began=_complete_checkpoints,
+    ),  # fmt: skip
     # --- pretrain: faults once the run is under way ---
     Case(
         "disk-full-while-saving", pretrain("--max_steps", "1", "--save_strategy", "steps", "--save_steps", "1"),

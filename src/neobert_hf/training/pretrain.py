@@ -19,6 +19,7 @@ trainer = run_pretraining(
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -48,6 +49,7 @@ from .checkpointing import (
     CheckpointError,
     check_run_not_finished,
     checkpoints_root,
+    latest_checkpoint,
     list_checkpoints,
     load_data_state,
     resolve_checkpoint,
@@ -155,7 +157,13 @@ class PretrainingSetup:
         with failed_start_cleanup(self.training_args.output_dir, started):
             trainer = trainer if trainer is not None else self.build_trainer()
             recorder = next((c for c in trainer.callback_handler.callbacks if isinstance(c, RunArgsRecorder)), None)
-            trainer.train(resume_from_checkpoint=self.resume_from_checkpoint)
+            with stream_read_errors(
+                self.data_args.source(),
+                self.data.streaming,
+                step=lambda: trainer.state.global_step,
+                saved=lambda: latest_checkpoint(self.training_args.output_dir) is not None,
+            ):
+                trainer.train(resume_from_checkpoint=self.resume_from_checkpoint)
         return trainer
 
     def output_dir_action(self) -> str:
@@ -458,44 +466,124 @@ def _count_until(dataset: Any, max_seq_length: int, tokens_needed: int, chunks_n
     return tokens, chunks, True
 
 
+def _stream_counts(train: Any, max_seq_length: int, tokens_needed: int, chunks_needed: int) -> tuple[int, int]:
+    """`(tokens, chunks)` of a tokenized stream, read from its start until both needs are met or it ends. Reads at
+    most one optimizer step's worth of documents (the first step reads them again)."""
+    tokens = chunks = 0
+    for row in train:
+        length = len(row["input_ids"])
+        tokens += length
+        chunks += -(-length // max_seq_length)
+        if tokens >= tokens_needed and chunks >= chunks_needed:
+            break
+    return tokens, chunks
+
+
 def check_fills_one_step(train: Any, data_args: DataArguments, args: NeoBERTTrainingArguments) -> None:
     """Refuse training data whose whole epoch holds less than one optimizer step.
 
     The Trainer reads the packed stream epoch by epoch: with less than one step of data per epoch, every step would
     be a nearly empty batch (a one-document corpus gives a step of a few real tokens, often none of them masked:
-    loss 0, gradient 0), and with gradient accumulation a step would never complete. Map-style data is counted here,
-    before anything is written; a stream is checked by the dataset at the end of its first epoch
-    (`min_batches_per_epoch`).
+    loss 0, gradient 0), and with gradient accumulation a step would never complete. Map-style data is counted block
+    by block; a stream is read from its start until one step's worth of tokens is found (a stream whose later
+    epochs could come out shorter is still checked by the dataset at the end of each epoch,
+    `min_batches_per_epoch`). Both happen before anything is written.
 
     Raises:
         `ValueError`: with the tokens or chunks the data has and what one optimizer step needs.
     """
     from datasets import Dataset
 
-    if not isinstance(train, Dataset):
-        return
     per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
     arithmetic = (
         f"per_device_train_batch_size {args.per_device_train_batch_size} x gradient_accumulation_steps "
         f"{args.gradient_accumulation_steps} x {args.world_size} process(es)"
     )
-    if data_args.packing:
-        needed = data_args.microbatch_tokens * per_step
-        tokens, chunks, _ = _count_until(train, data_args.max_seq_length, needed, 0)
-        if tokens < needed:
-            raise ValueError(
-                f"The training data is too small for one optimizer step: {tokens:,} tokens in {chunks:,} chunk(s), "
-                f"and one step packs tokens_per_batch {data_args.microbatch_tokens:,} x {arithmetic} = {needed:,} "
-                "tokens. Use more data, or lower tokens_per_batch, the batch size or gradient_accumulation_steps."
-            )
+    needed_tokens = data_args.microbatch_tokens * per_step if data_args.packing else 0
+    needed_chunks = 0 if data_args.packing else per_step
+    if isinstance(train, Dataset):
+        tokens, chunks, _ = _count_until(train, data_args.max_seq_length, needed_tokens, needed_chunks)
     else:
-        tokens, chunks, _ = _count_until(train, data_args.max_seq_length, 0, per_step)
-        if chunks < per_step:
+        tokens, chunks = _stream_counts(train, data_args.max_seq_length, needed_tokens, needed_chunks)
+    what = "The training data" if isinstance(train, Dataset) else "The training stream"
+    if data_args.packing:
+        if tokens < needed_tokens:
             raise ValueError(
-                f"The training data is too small for one optimizer step: {chunks:,} chunk(s) of at most "
-                f"{data_args.max_seq_length} tokens, and one step takes {arithmetic} = {per_step:,} rows. Use more "
-                "data, or lower the batch size or gradient_accumulation_steps."
+                f"{what} is too small for one optimizer step: {tokens:,} tokens in {chunks:,} chunk(s), "
+                f"and one step packs tokens_per_batch {data_args.microbatch_tokens:,} x {arithmetic} = "
+                f"{needed_tokens:,} tokens. Use more data, or lower tokens_per_batch, the batch size or "
+                "gradient_accumulation_steps."
             )
+    elif chunks < per_step:
+        raise ValueError(
+            f"{what} is too small for one optimizer step: {chunks:,} chunk(s) of at most "
+            f"{data_args.max_seq_length} tokens, and one step takes {arithmetic} = {per_step:,} rows. Use more "
+            "data, or lower the batch size or gradient_accumulation_steps."
+        )
+
+
+def _local_data_files(source: Any) -> list[str]:
+    """The local data files behind a pretraining `source` (a file, a glob, a list, a split mapping or a data folder);
+    `[]` for a Hub name or a `save_to_disk` folder."""
+    from ..data.loading import _data_files_in, _expand_files, _is_saved_dataset
+
+    try:
+        if isinstance(source, dict):
+            return [f for spec in source.values() for f in _expand_files(spec)]
+        if isinstance(source, (list, tuple)):
+            return _expand_files(source)
+        path = os.path.expanduser(os.fspath(source))
+        if os.path.isdir(path):
+            return [] if _is_saved_dataset(path) else _data_files_in(path)
+        return _expand_files(path) if os.path.isfile(path) or any(c in path for c in "*?[") else []
+    except (OSError, ValueError):
+        return []
+
+
+@contextlib.contextmanager
+def stream_read_errors(source: Any, streaming: bool, *, step: Any = None, saved: Any = None):
+    """Name the file and line when a streamed local data file turns out to be unreadable while it is read.
+
+    A stream is read lazily: a line that is not UTF-8 or not valid JSON is met only when the reader gets there (at
+    the first batch, or after hours of training), and `datasets`/`pyarrow` then raise an error that names neither the
+    file nor the line. On such an error the local files are scanned for the first bad line; when one is found the
+    error becomes a `ValueError` naming it, otherwise the original error is raised unchanged.
+
+    Args:
+        source: the data source (see `DataArguments.source`).
+        streaming (`bool`): whether the data is streamed; map-style data is checked whole when it is loaded.
+        step (`Callable[[], int]`, *optional*): the optimizer step reached, for a failure during training.
+        saved (`Callable[[], bool]`, *optional*): whether the run has a checkpoint to resume from.
+    """
+    try:
+        yield
+    except Exception as error:
+        from datasets.exceptions import DatasetsError
+
+        from ..data.loading import builder_for_path
+        from ..data.read_errors import find_bad_line
+
+        if not streaming or not isinstance(error, (ValueError, DatasetsError)):
+            raise
+        found = None
+        for path in _local_data_files(source):
+            try:
+                found = find_bad_line(path, builder_for_path(path) or "")
+            except OSError:
+                found = None
+            if found:
+                break
+        if not found:
+            raise
+        where = ""
+        if step is not None and saved is not None and saved():
+            where = (
+                f" Training stopped at step {step()}; the checkpoints saved before are complete: fix or remove the "
+                "line and resume (--resume_from_checkpoint latest)."
+            )
+        elif step is not None:
+            where = f" Training stopped at step {step()}, before its first checkpoint: fix or remove the line and start again."
+        raise ValueError(f"Cannot read the training stream: {found}{where}") from error
 
 
 def load_pretraining_datasets(
@@ -636,9 +724,13 @@ def prepare_pretraining(
     if resume is not None:
         _check_resume_matches(resume, config)
 
-    data, train_dataset, eval_dataset = load_pretraining_datasets(data_args, prepared.tokenizer, config, training_args)
+    with stream_read_errors(data_args.source(), data_args.streaming):
+        data, train_dataset, eval_dataset = load_pretraining_datasets(
+            data_args, prepared.tokenizer, config, training_args
+        )
     _check_training_args(training_args, has_eval=eval_dataset is not None)
-    check_fills_one_step(data.train, data_args, training_args)
+    with stream_read_errors(data_args.source(), data_args.streaming):
+        check_fills_one_step(data.train, data_args, training_args)
     if resume is not None and not training_args.ignore_data_skip:
         # The trainer restores the data position again when training starts; loading it here checks, before
         # anything is written, that the data and packing settings are those of the checkpoint.
