@@ -1,6 +1,11 @@
-"""Load pretraining text from any `datasets` source and resolve its train and eval parts.
+"""Load data from any `datasets` source: the package's one loading path, for pretraining, GLUE and contrastive data.
 
-Sources accepted by [`load_splits`] and [`load_pretraining_data`]:
+- [`load_splits`]: every split of a source; [`load_split`]: one split of it, sliced, checked for rows (what GLUE and
+  contrastive training read); [`load_pretraining_data`]: train and eval parts of a pretraining corpus.
+- [`FILE_FORMATS`]: the one table from a file extension to the `datasets` builder that reads it.
+- A file that a builder cannot read is reported with its name, line and column ([`~neobert_hf.data.read_errors`]).
+
+Sources accepted:
 
 - a Hub dataset name (with an optional `config_name`), e.g. `"wikitext"` + `"wikitext-103-raw-v1"`;
 - a folder written by `save_to_disk` (a `Dataset` or a `DatasetDict`, e.g. the output of `neobert-hf preprocess`);
@@ -37,11 +42,13 @@ from .read_errors import cause_text, read_error
 
 __all__ = [
     "EVAL_SPLIT_NAMES",
+    "FILE_FORMATS",
     "TEXT_COLUMN_NAMES",
     "PretrainingData",
     "find_text_column",
     "is_tokenized",
     "load_pretraining_data",
+    "load_split",
     "load_splits",
     "select_split",
 ]
@@ -52,17 +59,19 @@ TEXT_COLUMN_NAMES: tuple[str, ...] = ("text", "content", "document", "sentence",
 EVAL_SPLIT_NAMES: tuple[str, ...] = ("validation", "eval", "test", "dev")
 """Split names tried, in order, when no eval split is given."""
 
-_BUILDER_BY_EXTENSION = {
-    ".json": "json",
-    ".jsonl": "json",
-    ".ndjson": "json",
-    ".parquet": "parquet",
-    ".txt": "text",
-    ".text": "text",
-    ".csv": "csv",
-    ".tsv": "csv",
-    ".arrow": "arrow",
+FILE_FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
+    ".json": ("json", {}),
+    ".jsonl": ("json", {}),
+    ".ndjson": ("json", {}),
+    ".parquet": ("parquet", {}),
+    ".txt": ("text", {}),
+    ".text": ("text", {}),
+    ".csv": ("csv", {}),
+    ".tsv": ("csv", {"sep": "\t"}),
+    ".arrow": ("arrow", {}),
 }
+"""Local file extension -> (`datasets` builder, its keyword arguments): the package's one format table, used for
+pretraining, GLUE and contrastive data alike."""
 _COMPRESSION_EXTENSIONS = (".gz", ".bz2", ".xz", ".zst", ".lz4")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _SPLIT_SPEC = re.compile(r"^(?P<name>[\w.\-]+)(?:\[(?P<start>[^:\]]*):(?P<stop>[^:\]]*)\])?$")
@@ -108,21 +117,27 @@ class PretrainingData:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _builder_for(path: str) -> tuple[str, dict[str, Any]]:
+def file_extension(path: str) -> str:
+    """The format extension of a data file, without a compression suffix (`"a.jsonl.gz"` -> `".jsonl"`)."""
     name = Path(path).name.lower()
     for compression in _COMPRESSION_EXTENSIONS:
         if name.endswith(compression):
             name = name[: -len(compression)]
             break
-    extension = Path(name).suffix
-    if extension not in _BUILDER_BY_EXTENSION:
-        supported = ", ".join(sorted(_BUILDER_BY_EXTENSION))
+    return Path(name).suffix
+
+
+def _builder_for(path: str) -> tuple[str, dict[str, Any]]:
+    extension = file_extension(path)
+    if extension not in FILE_FORMATS:
+        supported = ", ".join(sorted(FILE_FORMATS))
         raise ValueError(
             f"Cannot tell the format of {path!r} from its extension {extension or '(none)'!r}. Supported: {supported} "
             f"(optionally compressed with {', '.join(_COMPRESSION_EXTENSIONS)}); or save the data with "
             "`Dataset.save_to_disk` and pass that folder."
         )
-    return _BUILDER_BY_EXTENSION[extension], ({"sep": "\t"} if extension == ".tsv" else {})
+    builder, kwargs = FILE_FORMATS[extension]
+    return builder, dict(kwargs)
 
 
 def _expand_files(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
@@ -170,7 +185,7 @@ def _looks_like_path(source: str) -> bool:
     return (
         source.startswith(("/", "./", "../", "~", "\\", "."))
         or source.count("/") > 1
-        or any(lowered.endswith(ext) for ext in (*_BUILDER_BY_EXTENSION, *_COMPRESSION_EXTENSIONS))
+        or any(lowered.endswith(ext) for ext in (*FILE_FORMATS, *_COMPRESSION_EXTENSIONS))
     )
 
 
@@ -200,13 +215,19 @@ def _data_files_in(folder: str) -> list[str]:
 
 
 def _load_files(
-    data_files: dict[str, list[str]], *, streaming: bool, cache_dir: str | None, **load_kwargs: Any
+    data_files: dict[str, list[str]],
+    *,
+    streaming: bool,
+    cache_dir: str | None,
+    what: str = "the dataset",
+    **load_kwargs: Any,
 ) -> DatasetDict | IterableDatasetDict:
     files = [f for split_files in data_files.values() for f in split_files]
     empty = [f for f in files if os.path.getsize(f) == 0]
     if empty:
         raise ValueError(
-            f"The dataset is empty: the data file(s) {empty} have no content. Check the path or the export."
+            f"{what[:1].upper() + what[1:] if what.startswith('the ') else what} is empty: the data file(s) {empty} "
+            "have no content. Check the path or the export."
         )
     builder, extra = _files_builder(files)
     try:
@@ -214,8 +235,8 @@ def _load_files(
             builder, data_files=data_files, streaming=streaming, cache_dir=cache_dir, **{**extra, **load_kwargs}
         )
     except Exception as error:  # datasets' builders fail in many ways on malformed or empty input
-        raise read_error(files, builder, error, what="the dataset") from error
-    return _to_dict(_checked_utf8(loaded, files, builder, "the dataset"), streaming)
+        raise read_error(files, builder, error, what=what) from error
+    return _to_dict(_checked_utf8(loaded, files, builder, what), streaming)
 
 
 def _checked_utf8(loaded: Any, files: Sequence[str], builder: str | None, what: str) -> Any:
@@ -264,6 +285,7 @@ def load_splits(
     config_name: str | None = None,
     streaming: bool = False,
     cache_dir: str | None = None,
+    what: str = "the dataset",
     **load_kwargs: Any,
 ) -> DatasetDict | IterableDatasetDict:
     """Load every split of a dataset source.
@@ -279,6 +301,8 @@ def load_splits(
             `to_iterable_dataset()`.
         cache_dir (`str`, *optional*):
             The `datasets` cache folder.
+        what (`str`, *optional*, defaults to `"the dataset"`):
+            How error messages name the data (e.g. `"train_file"`).
         load_kwargs:
             Passed to `datasets.load_dataset` (e.g. `sample_by="document"` for text files, `revision`).
 
@@ -291,13 +315,14 @@ def load_splits(
     """
     if isinstance(source, Mapping):
         data_files = {str(split): _expand_files(spec) for split, spec in source.items()}
-        return _load_files(data_files, streaming=streaming, cache_dir=cache_dir, **load_kwargs)
+        return _load_files(data_files, streaming=streaming, cache_dir=cache_dir, what=what, **load_kwargs)
     if not isinstance(source, (str, os.PathLike)):
-        return _load_files({"train": _expand_files(source)}, streaming=streaming, cache_dir=cache_dir, **load_kwargs)
+        files = {"train": _expand_files(source)}
+        return _load_files(files, streaming=streaming, cache_dir=cache_dir, what=what, **load_kwargs)
 
     path = os.path.expanduser(os.fspath(source))
     if _GLOB_CHARS.search(path):
-        return load_splits([path], streaming=streaming, cache_dir=cache_dir, **load_kwargs)
+        return load_splits([path], streaming=streaming, cache_dir=cache_dir, what=what, **load_kwargs)
     if os.path.isdir(path):
         if _is_saved_dataset(path):
             return _load_saved(path, streaming)
@@ -315,7 +340,7 @@ def load_splits(
             loaded = _checked_utf8(loaded, _data_files_in(path), None, f"the folder {path}")
         return _to_dict(loaded, streaming)
     if os.path.isfile(path):
-        return load_splits([path], streaming=streaming, cache_dir=cache_dir, **load_kwargs)
+        return load_splits([path], streaming=streaming, cache_dir=cache_dir, what=what, **load_kwargs)
     if _looks_like_path(os.fspath(source)):
         raise FileNotFoundError(
             f"{path!r} does not exist. Pass an existing file, folder (e.g. one written by `save_to_disk`) or glob, "
@@ -332,6 +357,92 @@ def load_splits(
             + f": {type(error).__name__}: {error}.{hint} For local data pass a path that exists."
         ) from error
     return _to_dict(loaded, streaming)
+
+
+def _is_files(source: Source) -> bool:
+    """Whether `source` names data files (one file, a glob or a list), whose rows form a single split."""
+    if isinstance(source, Mapping):
+        return False
+    if not isinstance(source, (str, os.PathLike)):
+        return True
+    path = os.path.expanduser(os.fspath(source))
+    return bool(_GLOB_CHARS.search(path)) or os.path.isfile(path)
+
+
+def load_split(
+    source: Source,
+    split: str = "train",
+    *,
+    config_name: str | None = None,
+    streaming: bool = False,
+    cache_dir: str | None = None,
+    what: str | None = None,
+    extensions: Sequence[str] | None = None,
+    **load_kwargs: Any,
+) -> AnyDataset:
+    """Load one split of a dataset source: the one path from a name to rows for pretraining, GLUE and contrastive data.
+
+    A file, a glob or a list of files is a single split: its rows are the data whatever `split` names (a slice such as
+    `"validation[:100]"` still applies). A `save_to_disk` folder, a data folder and a Hub dataset must have the split.
+
+    Args:
+        source:
+            See [`load_splits`].
+        split (`str`, *optional*, defaults to `"train"`):
+            Split name with an optional slice (see [`select_split`]).
+        config_name (`str`, *optional*):
+            Hub dataset configuration.
+        streaming (`bool`, *optional*, defaults to `False`):
+            Return an `IterableDataset`.
+        cache_dir (`str`, *optional*):
+            The `datasets` cache folder.
+        what (`str`, *optional*):
+            How error messages name the data (e.g. `"train_file"`); defaults to the source itself.
+        extensions (`Sequence[str]`, *optional*):
+            Accept only data files with these extensions (e.g. `(".csv", ".json")`); by default every format of
+            [`FILE_FORMATS`].
+        load_kwargs:
+            Passed to `datasets.load_dataset`.
+
+    Returns:
+        `Dataset` or `IterableDataset`.
+
+    Raises:
+        `FileNotFoundError`: a local path that does not exist.
+        `ValueError`: an unsupported format, a file that `datasets` cannot read (naming the file, line and column where
+            it can), a missing split (naming those that exist) or no rows.
+
+    Example:
+
+    ```python
+    >>> from neobert_hf.data.loading import load_split
+    >>> load_split("data/corpus", "validation").num_rows > 0
+    True
+
+    ```
+    """
+    what = what or repr(os.fspath(source) if isinstance(source, (str, os.PathLike)) else source)
+    if extensions is not None and _is_files(source):
+        files = _expand_files([source] if isinstance(source, (str, os.PathLike)) else source)
+        allowed = tuple(ext.lower() for ext in extensions)
+        refused = [f for f in files if file_extension(f) not in allowed]
+        if refused:
+            shown = ", ".join(allowed[:-1]) + f" or {allowed[-1]}" if len(allowed) > 1 else allowed[0]
+            raise ValueError(f"{what} {refused[0]}: use a {shown} file.")
+    splits = load_splits(
+        source, config_name=config_name, streaming=streaming, cache_dir=cache_dir, what=what, **load_kwargs
+    )
+    match = _SPLIT_SPEC.match(split.strip())
+    if match is None:
+        raise ValueError(f"Cannot parse the split {split!r}; expected e.g. 'train', 'train[:1%]' or 'train[100:2000]'.")
+    spec = split.strip()
+    if _is_files(source):
+        spec = "train" + spec[len(match.group("name")) :]  # files are one split, named "train" by load_splits
+    elif match.group("name") not in splits:
+        raise ValueError(f"{what} has no split {match.group('name')!r}; its splits: {sorted(splits)}.")
+    dataset = select_split(splits, spec)
+    _check_not_empty(dataset, f"data of {what}" + ("" if _is_files(source) else f" (split {split!r})"))
+    return dataset
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -278,49 +278,20 @@ def build_contrastive_loss(
 # Data
 # ---------------------------------------------------------------------------------------------------------------------
 
-_FILE_BUILDERS = {
-    ".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".txt": "text"
-}
-
-
 def load_table(source: str, split: str = "train", config_name: str | None = None):
-    """Load one split of a dataset: a local file (`.json`/`.jsonl`/`.csv`/`.tsv`/`.parquet`/`.txt`, which is a
-    single split), a folder written by `save_to_disk`, a local dataset folder, or a Hub id.
+    """Load one split of a dataset with [`~neobert_hf.data.loading.load_split`]: a local file (any format of
+    [`~neobert_hf.data.loading.FILE_FORMATS`], a single split whatever `split` says), a folder written by
+    `save_to_disk`, a local dataset folder, or a Hub id.
 
     Raises:
-        `ValueError`: an unsupported file type, or a split that does not exist (naming the splits that do).
+        `ValueError`: an unsupported or unreadable file (naming the file and line), a split that does not exist (naming
+            the splits that do), or no rows.
     """
-    from datasets import DatasetDict, load_dataset, load_from_disk
+    from ..data.loading import load_split
 
-    if os.path.isfile(source):
-        extension = os.path.splitext(source)[1].lower()
-        if extension not in _FILE_BUILDERS:
-            raise ValueError(f"{source}: unsupported file type {extension!r}; use one of {sorted(_FILE_BUILDERS)}.")
-        kwargs = {"delimiter": "\t"} if extension == ".tsv" else {}
-        if os.path.getsize(source) == 0:
-            raise ValueError(f"{source} is empty.")
-        try:
-            dataset = load_dataset(_FILE_BUILDERS[extension], data_files=source, split="train", **kwargs)
-        except Exception as error:  # the builders raise many types for a malformed file
-            from ..data.read_errors import read_error
-
-            raise read_error([source], _FILE_BUILDERS[extension], error, what="the contrastive data") from error
-    elif os.path.isdir(source) and any(
-        os.path.isfile(os.path.join(source, name)) for name in ("dataset_dict.json", "dataset_info.json", "state.json")
-    ):
-        dataset = load_from_disk(source)
-        if isinstance(dataset, DatasetDict):
-            if split not in dataset:
-                raise ValueError(f"{source} has no split {split!r}; its splits: {sorted(dataset)}.")
-            dataset = dataset[split]
-    else:
-        dataset = load_dataset(source, config_name)
-        if split not in dataset:
-            raise ValueError(f"{source} has no split {split!r}; its splits: {sorted(dataset)}.")
-        dataset = dataset[split]
-    if len(dataset) == 0:
-        raise ValueError(f"{source} ({split}) is empty.")
-    return dataset
+    # A file is named by every error about it; a folder or Hub id is named here.
+    what = "the contrastive data" if os.path.isfile(source) else f"the contrastive data {source}"
+    return load_split(source, split, config_name=config_name, what=what)
 
 
 def prepare_contrastive_dataset(dataset, column_mapping: dict[str, str] | None = None):
