@@ -1,6 +1,8 @@
 """GLUE tasks, data loading and preprocessing on tiny local files (and a stand-in for the Hub dataset), and the
 argument checks that fail before anything is written."""
 
+import dataclasses
+
 import datasets
 import pytest
 from test_glue_fixtures import COLUMNS, NUM_LABELS, make_tokenizer, rows, task_files, write_rows
@@ -8,6 +10,9 @@ from test_glue_fixtures import COLUMNS, NUM_LABELS, make_tokenizer, rows, task_f
 from neobert_hf.integrations.glue import (
     GLUE_TASKS,
     GlueDataError,
+    GlueArguments,
+    GlueDataArguments,
+    GlueModelArguments,
     GlueTrainingArguments,
     get_glue_task,
     load_glue_data,
@@ -21,7 +26,7 @@ def tokenizer(tmp_path_factory):
 
 
 def args_for(tmp_path, task, **kw):
-    return GlueTrainingArguments(output_dir=str(tmp_path / "out"), task_name=task, model_name_or_path="unused", **kw)
+    return GlueArguments.from_flat(output_dir=str(tmp_path / "out"), task_name=task, model_name_or_path="unused", **kw)
 
 
 def test_task_specs_match_the_glue_columns_and_labels():
@@ -141,13 +146,13 @@ def test_unknown_task_names_the_valid_ones(tmp_path):
     with pytest.raises(ValueError, match="unknown GLUE task 'colaa'; choose one of: cola, sst2"):
         args_for(tmp_path, "colaa")
     with pytest.raises(ValueError, match="no task_name"):
-        GlueTrainingArguments(output_dir=str(tmp_path), model_name_or_path="m")
+        GlueArguments.from_flat(output_dir=str(tmp_path), model_name_or_path="m")
 
 
 def test_num_labels_that_disagree_with_the_task(tmp_path):
     with pytest.raises(ValueError, match="num_labels=2 disagrees with GLUE task 'mnli', which has 3 labels"):
         args_for(tmp_path, "mnli", num_labels=2)
-    assert args_for(tmp_path, "stsb", num_labels=1).num_labels == 1
+    assert args_for(tmp_path, "stsb", num_labels=1).model.num_labels == 1
 
 
 def test_missing_columns_are_named(tmp_path):
@@ -193,11 +198,28 @@ def test_local_data_needs_its_evaluation_sets(tmp_path):
 
 
 def test_metric_for_best_model_must_be_reported_by_the_task(tmp_path):
-    assert args_for(tmp_path, "cola").metric_for_best_model == "matthews_correlation"
-    assert args_for(tmp_path, "mnli").metric_for_best_model == "matched_accuracy"
-    assert args_for(tmp_path, "stsb", metric_for_best_model="eval_spearmanr").greater_is_better is True
-    assert args_for(tmp_path, "rte", metric_for_best_model="loss").greater_is_better is False
+    assert args_for(tmp_path, "cola").training.metric_for_best_model == "matthews_correlation"
+    assert args_for(tmp_path, "mnli").training.metric_for_best_model == "matched_accuracy"
+    assert args_for(tmp_path, "stsb", metric_for_best_model="eval_spearmanr").training.greater_is_better is True
+    assert args_for(tmp_path, "rte", metric_for_best_model="loss").training.greater_is_better is False
     with pytest.raises(ValueError, match="'accuracy' is not reported for mnli; choose one of: matched_loss"):
         args_for(tmp_path, "mnli", metric_for_best_model="accuracy")
     with pytest.raises(ValueError, match="early_stopping_patience needs"):
         args_for(tmp_path, "rte", early_stopping_patience=3, load_best_model_at_end=False)
+
+
+def test_arguments_are_split_by_concern_and_stay_flat_on_the_command_line(tmp_path):
+    """Model, data and training fields live in their own dataclass; `from_flat` (like the recipe parser) takes them
+    as one flat mapping, and `to_dict` gives `run_args.json` every one of them back."""
+    args = args_for(tmp_path, "rte", use_peft=False, max_seq_length=64, learning_rate=1e-4)
+    model_fields = {f.name for f in dataclasses.fields(GlueModelArguments)}
+    data_fields = {f.name for f in dataclasses.fields(GlueDataArguments)}
+    training_fields = {f.name for f in dataclasses.fields(GlueTrainingArguments)}
+    assert not (model_fields & data_fields) and not ((model_fields | data_fields) & training_fields)
+    assert {"model_name_or_path", "use_peft", "lora_r", "classifier_pooling"} <= model_fields
+    assert {"task_name", "train_file", "max_seq_length", "dataset_name"} <= data_fields
+    assert (args.data.max_seq_length, args.training.learning_rate) == (64, 1e-4)
+    flat = args.to_dict()
+    assert flat["task_name"] == "rte" and flat["model_name_or_path"] == "unused" and flat["learning_rate"] == 1e-4
+    with pytest.raises(TypeError, match="learnig_rate"):
+        args_for(tmp_path, "rte", learnig_rate=1e-4)

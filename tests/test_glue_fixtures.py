@@ -97,7 +97,7 @@ def write_rows(path: Path, data: list[dict]) -> Path:
 
 
 def task_files(folder: Path, task: str, n_train: int = 24, n_eval: int = 12, fmt: str = "csv", **kw) -> dict[str, str]:
-    """Local train/validation(/mismatched) files of `task`, as `GlueTrainingArguments` keywords."""
+    """Local train/validation(/mismatched) files of `task`, as `GlueDataArguments` keywords."""
     files = {
         "train_file": write_rows(folder / f"{task}_train.{fmt}", rows(task, n_train, seed=1, **kw)),
         "validation_file": write_rows(folder / f"{task}_dev.{fmt}", rows(task, n_eval, seed=2, **kw)),
@@ -110,8 +110,8 @@ def task_files(folder: Path, task: str, n_train: int = 24, n_eval: int = 12, fmt
 
 
 def glue_args(output_dir, task: str, model: Path, files: dict, **overrides):
-    """`GlueTrainingArguments` for a few CPU steps."""
-    from neobert_hf.integrations.glue import GlueTrainingArguments
+    """`GlueArguments` for a few CPU steps (`overrides` may name a field of any of its groups)."""
+    from neobert_hf.integrations.glue import GlueArguments
 
     values = dict(
         output_dir=str(output_dir),
@@ -134,7 +134,7 @@ def glue_args(output_dir, task: str, model: Path, files: dict, **overrides):
     )
     values.update(files)
     values.update(overrides)
-    return GlueTrainingArguments(**values)
+    return GlueArguments.from_flat(**values)
 
 
 def run_cli(*args: str, cwd=None, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -29,24 +29,26 @@ def test_there_is_one_recipe_per_task():
 def test_recipe_parses_with_the_shared_settings(task):
     assert yaml.safe_load((RECIPES / f"{task}.yaml").read_text())["bf16"] is True
     args = parse_args(["--config", str(RECIPES / f"{task}.yaml"), *CPU])
-    assert args.task_name == task
-    assert args.learning_rate == 2e-5 and args.weight_decay == 0.01
-    assert (args.adam_beta1, args.adam_beta2, args.adam_epsilon) == (0.9, 0.999, 1e-8)
-    assert args.lr_scheduler_type.value == "linear" and args.warmup_steps == 0.1
-    assert args.num_train_epochs == 3 and args.per_device_train_batch_size == 32
-    assert args.early_stopping_patience == 5 and args.load_best_model_at_end
-    assert args.eval_strategy.value == "steps" and args.eval_steps == args.save_steps
-    assert args.metric_for_best_model == GLUE_TASKS[task].best_metric and args.greater_is_better
-    assert args.classifier_dropout == 0.1
-    assert args.max_seq_length == (256 if task == "rte" else 128)
+    model, data, training = args.model, args.data, args.training
+    assert data.task_name == task
+    assert training.learning_rate == 2e-5 and training.weight_decay == 0.01
+    assert (training.adam_beta1, training.adam_beta2, training.adam_epsilon) == (0.9, 0.999, 1e-8)
+    assert training.lr_scheduler_type.value == "linear" and training.warmup_steps == 0.1
+    assert training.num_train_epochs == 3 and training.per_device_train_batch_size == 32
+    assert training.early_stopping_patience == 5 and training.load_best_model_at_end
+    assert training.eval_strategy.value == "steps" and training.eval_steps == training.save_steps
+    assert training.metric_for_best_model == GLUE_TASKS[task].best_metric and training.greater_is_better
+    assert model.classifier_dropout == 0.1
+    assert data.max_seq_length == (256 if task == "rte" else 128)
     expected_source = "outputs/glue/neobert/mnli" if task in TRANSFER_FROM_MNLI else "chandar-lab/NeoBERT"
-    assert args.model_name_or_path == expected_source and not args.transfer_head
-    assert args.output_dir == f"outputs/glue/neobert/{task}"
+    assert model.model_name_or_path == expected_source and not model.transfer_head
+    assert training.output_dir == f"outputs/glue/neobert/{task}"
 
 
 def test_command_line_wins_and_unknown_keys_fail(tmp_path):
     args = parse_args(["--config", str(RECIPES / "cola.yaml"), "--learning_rate", "3e-5", "--use_peft", "true", *CPU])
-    assert args.learning_rate == 3e-5 and args.use_peft and args.lora_target_modules == ["qkv", "wo", "w12", "w3"]
+    assert args.training.learning_rate == 3e-5
+    assert args.model.use_peft and args.model.lora_target_modules == ["qkv", "wo", "w12", "w3"]
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**yaml.safe_load((RECIPES / "cola.yaml").read_text()), "early_stoping": 3}))
     with pytest.raises(ConfigError, match="early_stoping.*did you mean early_stopping_patience"):

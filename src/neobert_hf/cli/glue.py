@@ -35,21 +35,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def build_argument_parser():
-    """The recipe parser over [`~neobert_hf.integrations.glue.GlueTrainingArguments`]."""
-    from ..integrations.glue import GlueTrainingArguments
+    """The recipe parser over the model, data and training arguments of
+    [`~neobert_hf.integrations.glue.GlueArguments`]; every field of the three is one flat flag and recipe key."""
+    from ..integrations.glue import GlueDataArguments, GlueModelArguments, GlueTrainingArguments
     from .parser import NeoBERTArgumentParser
 
     return NeoBERTArgumentParser(
-        (GlueTrainingArguments,),
+        (GlueModelArguments, GlueDataArguments, GlueTrainingArguments),
         prog="neobert-hf glue",
         description=HELP + " Usage: neobert-hf glue --config recipe.yaml [--key value ...].",
     )
 
 
 def parse_args(argv: Sequence[str]):
-    """The `GlueTrainingArguments` of a command line (recipe via `--config`)."""
-    (args,) = build_argument_parser().parse_args_and_config(list(argv))
-    return args
+    """The [`~neobert_hf.integrations.glue.GlueArguments`] of a command line (recipe via `--config`)."""
+    from ..integrations.glue import GlueArguments
+
+    model_args, data_args, training_args = build_argument_parser().parse_args_and_config(list(argv))
+    return GlueArguments(model=model_args, data=data_args, training=training_args)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,12 +66,12 @@ def run(args: argparse.Namespace) -> int:
     setup = prepare_glue(glue_args)
     with training_phase():
         results = run_glue(setup)
-    if glue_args.should_log:
+    if glue_args.training.should_log:
         scores = ", ".join(f"{k} {100 * v:.2f}" for k, v in results["scores"].items())
         score = results["task_score"]
         print(
             f"GLUE {results['task']}: {scores}"
             + (f" (task score {100 * score:.2f})" if score is not None else "")
-            + f"; best checkpoint {results['best_checkpoint']} of {glue_args.output_dir}"
+            + f"; best checkpoint {results['best_checkpoint']} of {glue_args.training.output_dir}"
         )
     return 0

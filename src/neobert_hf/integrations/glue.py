@@ -1,7 +1,8 @@
 """GLUE fine-tuning of NeoBERT on transformers' `Trainer`.
 
 - [`GLUE_TASKS`]: the nine tasks, their text columns, labels, official metrics and evaluation sets.
-- [`GlueTrainingArguments`]: `TrainingArguments` plus the task, the model source, the data, early stopping and LoRA.
+- [`GlueModelArguments`], [`GlueDataArguments`], [`GlueTrainingArguments`]: the arguments split by concern (model and
+  LoRA; task and data; `TrainingArguments` with early stopping), held and cross-checked by [`GlueArguments`].
 - [`prepare_glue`]: checks everything and builds the model and datasets; it writes nothing, so bad input (an unknown
   task, missing columns, a label count that disagrees with the data, a checkpoint whose keys do not match) fails
   before the output folder exists.
@@ -25,6 +26,7 @@ import logging
 import math
 import os
 import secrets
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,9 +37,9 @@ from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from ..import_utils import require
 from ..training.argument_checks import check_training_values
-from ..training.checkpointing import CHECKPOINTS_DIR, checkpoint_dir, list_checkpoints, resolve_checkpoint
+from ..checkpoints import CHECKPOINTS_DIR, checkpoint_dir, list_checkpoints, resolve_checkpoint, step_folder
 from ..training.output_dir import TrainingBegan, check_output_dir, failed_start_cleanup
-from .checkpoints import RUN_RESULTS_NAME, load_pretrained_strict, resolve_pretrained_path
+from ..checkpoints import RUN_RESULTS_NAME, load_pretrained_strict, resolve_pretrained_path
 from .glue_metrics import GLUE_METRIC_PATH
 from .glue_trainer import ADAPTER_DIR, GlueEarlyStoppingCallback, GlueTrainer
 
@@ -47,7 +49,11 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ADAPTER_DIR",
     "GLUE_TASKS",
+    "GLUE_FILE_EXTENSIONS",
+    "GlueArguments",
+    "GlueDataArguments",
     "GlueDataError",
+    "GlueModelArguments",
     "GlueSetup",
     "GlueTask",
     "GlueTrainer",
@@ -168,32 +174,17 @@ def task_score(task: GlueTask | str, scores: dict[str, float]) -> float | None:
 # ---------------------------------------------------------------------------------------------------------------------
 # Arguments
 # ---------------------------------------------------------------------------------------------------------------------
+# Split by concern as TRL splits ScriptArguments / ModelConfig / SFTConfig (and run_glue.py its model, data and
+# training arguments): each dataclass checks its own fields; [`GlueArguments`] holds the three and checks what spans
+# them (the task's label count, its metric for best-model selection). The command line and the recipes stay flat:
+# `HfArgumentParser` reads every field of the three as one `--flag` / recipe key.
 
 
 @dataclass
-class GlueTrainingArguments(TrainingArguments):
-    r"""[`~transformers.TrainingArguments`] for GLUE fine-tuning with [`run_glue`].
+class GlueModelArguments:
+    """Which model to fine-tune and how: the checkpoint, its tokenizer, the classification head and LoRA (the part
+    TRL's `ModelConfig` holds)."""
 
-    Every `TrainingArguments` field keeps its meaning; the GLUE defaults differ in three places that best-model
-    selection needs: `eval_strategy` and `save_strategy` are `"epoch"`, `load_best_model_at_end` is `True`.
-    `metric_for_best_model` defaults to the task's official metric (CoLA Matthews, MRPC/QQP F1, STS-B Pearson, MNLI
-    matched accuracy, accuracy elsewhere). Per-task hyperparameters live in `recipes/neobert/glue/<task>.yaml`.
-
-    Example:
-
-    ```python
-    >>> from neobert_hf.integrations.glue import GlueTrainingArguments
-    >>> args = GlueTrainingArguments(output_dir="out/cola", task_name="cola", model_name_or_path="chandar-lab/NeoBERT")
-    >>> args.metric_for_best_model, args.greater_is_better
-    ('matthews_correlation', True)
-    ```
-    """
-
-    # --- Task and model ---
-    task_name: str | None = field(
-        default=None,
-        metadata={"help": f"GLUE task: {', '.join(GLUE_TASKS)}."},
-    )
     model_name_or_path: str | None = field(
         default=None,
         metadata={
@@ -221,10 +212,6 @@ class GlueTrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "Number of labels; must equal the task's (1 for STS-B, 3 for MNLI, 2 otherwise). Checked."},
     )
-    max_seq_length: int = field(default=128, metadata={"help": "Sentence (pairs) are truncated to this many tokens."})
-    pad_to_multiple_of: int | None = field(
-        default=8, metadata={"help": "Pad each batch to a multiple of this length (dynamic padding)."}
-    )
     classifier_dropout: float | None = field(
         default=None, metadata={"help": "Dropout in the classification head. None: keep the model config's value."}
     )
@@ -237,8 +224,51 @@ class GlueTrainingArguments(TrainingArguments):
     attn_implementation: str | None = field(
         default=None, metadata={"help": "Attention kernel (sdpa, eager, flash_attention_2, ...). None: the default."}
     )
+    use_peft: bool = field(
+        default=False,
+        metadata={
+            "help": "Fine-tune LoRA adapters (peft) instead of all weights; the classification head stays fully "
+            "trainable. Checkpoints hold the merged model (loadable as usual) and the adapter in adapter/."
+        },
+    )
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (the update is scaled by alpha / r)."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA input."})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: list(DEFAULT_LORA_TARGETS),
+        metadata={"help": "Linear layers that get adapters (NeoBERT: qkv, wo, ffn w12 and w3)."},
+    )
 
-    # --- Data ---
+    def __post_init__(self):
+        if not self.model_name_or_path:
+            raise ValueError("model_name_or_path is required: the pretrained NeoBERT to fine-tune.")
+        if self.classifier_pooling not in (None, "cls", "mean"):
+            raise ValueError(f"classifier_pooling must be 'cls' or 'mean', got {self.classifier_pooling!r}.")
+        if self.use_peft:
+            require("peft", "use_peft=True (LoRA fine-tuning)")
+            if self.lora_r < 1 or self.lora_alpha <= 0 or not 0.0 <= self.lora_dropout < 1.0:
+                raise ValueError(
+                    f"LoRA needs lora_r >= 1, lora_alpha > 0 and 0 <= lora_dropout < 1; got r={self.lora_r}, "
+                    f"alpha={self.lora_alpha}, dropout={self.lora_dropout}."
+                )
+            if not self.lora_target_modules:
+                raise ValueError("use_peft=True needs at least one lora_target_modules entry.")
+
+    def config_overrides(self) -> dict[str, Any]:
+        """The model-config values this run sets (head dropout, init, pooling, attention kernel)."""
+        names = ("classifier_dropout", "classifier_init_range", "classifier_pooling", "attn_implementation")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+
+@dataclass
+class GlueDataArguments:
+    """What to fine-tune on: the task, where its data comes from (Hub dataset or local files), how much of it and how
+    it is tokenized (the part TRL's `ScriptArguments` and run_glue's `DataTrainingArguments` hold)."""
+
+    task_name: str | None = field(
+        default=None,
+        metadata={"help": f"GLUE task: {', '.join(GLUE_TASKS)}."},
+    )
     dataset_name: str = field(
         default="nyu-mll/glue", metadata={"help": "Hub dataset, used when no local file is given."}
     )
@@ -273,96 +303,16 @@ class GlueTrainingArguments(TrainingArguments):
     preprocessing_num_workers: int | None = field(
         default=None, metadata={"help": "Processes for tokenization (datasets.map num_proc)."}
     )
-
-    # --- Early stopping ---
-    early_stopping_patience: int | None = field(
-        default=None,
-        metadata={
-            "help": "Stop after this many evaluations without improvement of metric_for_best_model "
-            "(transformers' EarlyStoppingCallback). None or 0: no early stopping."
-        },
-    )
-    early_stopping_threshold: float = field(
-        default=0.0, metadata={"help": "Minimum improvement of metric_for_best_model that resets the patience."}
-    )
-
-    # --- LoRA ---
-    use_peft: bool = field(
-        default=False,
-        metadata={
-            "help": "Fine-tune LoRA adapters (peft) instead of all weights; the classification head stays fully "
-            "trainable. Checkpoints hold the merged model (loadable as usual) and the adapter in adapter/."
-        },
-    )
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (the update is scaled by alpha / r)."})
-    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA input."})
-    lora_target_modules: list[str] = field(
-        default_factory=lambda: list(DEFAULT_LORA_TARGETS),
-        metadata={"help": "Linear layers that get adapters (NeoBERT: qkv, wo, ffn w12 and w3)."},
-    )
-
-    # --- TrainingArguments defaults that best-model selection needs ---
-    eval_strategy: IntervalStrategy | str = field(
-        default="epoch", metadata={"help": "When to evaluate: 'steps' (every eval_steps), 'epoch' or 'no'."}
-    )
-    save_strategy: SaveStrategy | str = field(
-        default="epoch",
-        metadata={"help": "When to write checkpoints/<step>/; must match eval_strategy for best-model selection."},
-    )
-    load_best_model_at_end: bool = field(
-        default=True, metadata={"help": "Reload the best checkpoint (metric_for_best_model) when training ends."}
+    max_seq_length: int = field(default=128, metadata={"help": "Sentence (pairs) are truncated to this many tokens."})
+    pad_to_multiple_of: int | None = field(
+        default=8, metadata={"help": "Pad each batch to a multiple of this length (dynamic padding)."}
     )
 
     def __post_init__(self):
-        check_training_values(self)
         task = get_glue_task(self.task_name)
         self.task_name = task.name
-        if not self.model_name_or_path:
-            raise ValueError("model_name_or_path is required: the pretrained NeoBERT to fine-tune.")
-        if self.num_labels is not None and self.num_labels != task.num_labels:
-            raise ValueError(
-                f"num_labels={self.num_labels} disagrees with GLUE task {task.name!r}, which has {task.num_labels} "
-                f"label{'s' if task.num_labels > 1 else ''}"
-                + (f" ({', '.join(task.label_names)})." if task.label_names else " (regression).")
-            )
         if self.max_seq_length < 8:
             raise ValueError(f"max_seq_length must be >= 8, got {self.max_seq_length}.")
-        if self.classifier_pooling not in (None, "cls", "mean"):
-            raise ValueError(f"classifier_pooling must be 'cls' or 'mean', got {self.classifier_pooling!r}.")
-        self._check_data_sources(task)
-        if self.metric_for_best_model is None:
-            self.metric_for_best_model = task.best_metric
-        metric = self.metric_for_best_model.removeprefix("eval_")
-        if metric not in task.selectable_metrics():
-            raise ValueError(
-                f"metric_for_best_model={self.metric_for_best_model!r} is not reported for {task.name}; choose one "
-                f"of: {', '.join(task.selectable_metrics())}."
-            )
-        if self.early_stopping_patience:
-            if self.early_stopping_patience < 0:
-                raise ValueError(f"early_stopping_patience must be >= 0, got {self.early_stopping_patience}.")
-            if (
-                not self.load_best_model_at_end
-                or str(getattr(self.eval_strategy, "value", self.eval_strategy)) == "no"
-            ):
-                raise ValueError(
-                    "early_stopping_patience needs evaluations and best-model selection: set eval_strategy to 'steps' "
-                    "or 'epoch' and load_best_model_at_end=true (or early_stopping_patience to 0)."
-                )
-        if self.use_peft:
-            require("peft", "use_peft=True (LoRA fine-tuning)")
-            if self.lora_r < 1 or self.lora_alpha <= 0 or not 0.0 <= self.lora_dropout < 1.0:
-                raise ValueError(
-                    f"LoRA needs lora_r >= 1, lora_alpha > 0 and 0 <= lora_dropout < 1; got r={self.lora_r}, "
-                    f"alpha={self.lora_alpha}, dropout={self.lora_dropout}."
-                )
-            if not self.lora_target_modules:
-                raise ValueError("use_peft=True needs at least one lora_target_modules entry.")
-        require("evaluate", f"GLUE metrics for {task.name}")
-        super().__post_init__()
-
-    def _check_data_sources(self, task: GlueTask) -> None:
         local = {
             "train_file": self.train_file,
             "validation_file": self.validation_file,
@@ -401,40 +351,153 @@ class GlueTrainingArguments(TrainingArguments):
         return bool(self.train_file)
 
 
+@dataclass
+class GlueTrainingArguments(TrainingArguments):
+    r"""[`~transformers.TrainingArguments`] for GLUE fine-tuning with [`run_glue`].
+
+    Every `TrainingArguments` field keeps its meaning; the GLUE defaults differ in three places that best-model
+    selection needs: `eval_strategy` and `save_strategy` are `"epoch"`, `load_best_model_at_end` is `True`.
+    `metric_for_best_model` defaults to the task's official metric (CoLA Matthews, MRPC/QQP F1, STS-B Pearson, MNLI
+    matched accuracy, accuracy elsewhere), set by [`GlueArguments`], which knows the task. Per-task hyperparameters
+    live in `recipes/neobert/glue/<task>.yaml`.
+    """
+
+    # --- Early stopping ---
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={
+            "help": "Stop after this many evaluations without improvement of metric_for_best_model "
+            "(transformers' EarlyStoppingCallback). None or 0: no early stopping."
+        },
+    )
+    early_stopping_threshold: float = field(
+        default=0.0, metadata={"help": "Minimum improvement of metric_for_best_model that resets the patience."}
+    )
+
+    # --- TrainingArguments defaults that best-model selection needs ---
+    eval_strategy: IntervalStrategy | str = field(
+        default="epoch", metadata={"help": "When to evaluate: 'steps' (every eval_steps), 'epoch' or 'no'."}
+    )
+    save_strategy: SaveStrategy | str = field(
+        default="epoch",
+        metadata={"help": "When to write checkpoints/<step>/; must match eval_strategy for best-model selection."},
+    )
+    load_best_model_at_end: bool = field(
+        default=True, metadata={"help": "Reload the best checkpoint (metric_for_best_model) when training ends."}
+    )
+
+    def __post_init__(self):
+        check_training_values(self)
+        # TrainingArguments fills in "loss" when no metric is given; the task's metric replaces that default later.
+        self._metric_given = self.metric_for_best_model is not None
+        self._direction_given = self.greater_is_better is not None
+        if self.early_stopping_patience:
+            if self.early_stopping_patience < 0:
+                raise ValueError(f"early_stopping_patience must be >= 0, got {self.early_stopping_patience}.")
+            if (
+                not self.load_best_model_at_end
+                or str(getattr(self.eval_strategy, "value", self.eval_strategy)) == "no"
+            ):
+                raise ValueError(
+                    "early_stopping_patience needs evaluations and best-model selection: set eval_strategy to 'steps' "
+                    "or 'epoch' and load_best_model_at_end=true (or early_stopping_patience to 0)."
+                )
+        super().__post_init__()
+
+    def use_task_metric(self, task: GlueTask) -> None:
+        """Select the best model on `task`'s official metric unless `metric_for_best_model` was given; refuse a metric
+        the task does not report."""
+        if not getattr(self, "_metric_given", True):
+            self.metric_for_best_model = task.best_metric
+            if not getattr(self, "_direction_given", True):
+                self.greater_is_better = not task.best_metric.endswith("loss")
+            self._metric_given = True
+        metric = (self.metric_for_best_model or "loss").removeprefix("eval_")
+        if metric not in task.selectable_metrics():
+            raise ValueError(
+                f"metric_for_best_model={self.metric_for_best_model!r} is not reported for {task.name}; choose one "
+                f"of: {', '.join(task.selectable_metrics())}."
+            )
+
+
+@dataclass
+class GlueArguments:
+    """The three argument groups of a GLUE run, checked together: the label count the model is given and the metric
+    for best-model selection both depend on the task.
+
+    Example:
+
+    ```python
+    >>> from neobert_hf.integrations.glue import GlueArguments
+    >>> args = GlueArguments.from_flat(output_dir="out/cola", task_name="cola", model_name_or_path="chandar-lab/NeoBERT")
+    >>> args.training.metric_for_best_model, args.training.greater_is_better
+    ('matthews_correlation', True)
+    ```
+    """
+
+    model: GlueModelArguments
+    data: GlueDataArguments
+    training: GlueTrainingArguments
+
+    def __post_init__(self):
+        task = self.task
+        num_labels = self.model.num_labels
+        if num_labels is not None and num_labels != task.num_labels:
+            raise ValueError(
+                f"num_labels={num_labels} disagrees with GLUE task {task.name!r}, which has {task.num_labels} "
+                f"label{'s' if task.num_labels > 1 else ''}"
+                + (f" ({', '.join(task.label_names)})." if task.label_names else " (regression).")
+            )
+        self.training.use_task_metric(task)
+        require("evaluate", f"GLUE metrics for {task.name}")
+
+    @classmethod
+    def from_flat(cls, **values: Any) -> GlueArguments:
+        """Build the three groups from one flat mapping of field names (the keys of a recipe or the command line).
+
+        Raises:
+            `TypeError`: a key that is a field of none of the groups.
+        """
+        groups = {}
+        for name, group in (("model", GlueModelArguments), ("data", GlueDataArguments)):
+            names = {f.name for f in dataclasses.fields(group) if f.init}
+            groups[name] = group(**{k: values.pop(k) for k in list(values) if k in names})
+        return cls(model=groups["model"], data=groups["data"], training=GlueTrainingArguments(**values))
+
+    @property
+    def task(self) -> GlueTask:
+        return self.data.glue_task
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every argument as one flat JSON-ready mapping (what `run_args.json` records and model cards read)."""
+        return {**self.training.to_dict(), **dataclasses.asdict(self.model), **dataclasses.asdict(self.data)}
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------------------------------------
 
+GLUE_FILE_EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl")
+
 
 def _read_local(path: str, role: str):
+    """One local file with [`~neobert_hf.data.loading.load_split`], its errors as [`GlueDataError`]."""
     import csv
 
-    from datasets import load_dataset
+    from ..data.loading import file_extension, load_split
 
-    if not os.path.isfile(path):
-        raise GlueDataError(f"{role} {path} does not exist.")
-    lower = path.lower()
-    if lower.endswith(".csv"):
-        builder, kwargs = "csv", {}
-    elif lower.endswith(".tsv"):
-        builder, kwargs = "csv", {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
-    elif lower.endswith((".json", ".jsonl")):
-        builder, kwargs = "json", {}
-    else:
-        raise GlueDataError(f"{role} {path}: use a .csv, .tsv, .json or .jsonl file.")
+    # GLUE's own TSV files hold unbalanced quotes in their sentences: read every field verbatim.
+    verbatim = {"quoting": csv.QUOTE_NONE} if file_extension(path) == ".tsv" else {}
     try:
-        dataset = load_dataset(builder, data_files={"data": path}, split="data", **kwargs)
-    except Exception as err:  # the csv/json builders raise many types for a malformed file
-        from ..data.read_errors import read_error
-
-        raise GlueDataError(str(read_error([path], builder, err, what=role))) from err
-    if len(dataset) == 0:
-        raise GlueDataError(f"{role} {path} has no rows.")
-    return dataset
+        return load_split(path, what=role, extensions=GLUE_FILE_EXTENSIONS, **verbatim)
+    except FileNotFoundError as err:
+        raise GlueDataError(f"{role} {path} does not exist.") from err
+    except ValueError as err:
+        raise GlueDataError(str(err)) from err
 
 
-def load_glue_data(args: GlueTrainingArguments) -> dict[str, Any]:
-    """Loads and checks the raw splits of `args.task_name`, from local files or the Hub.
+def load_glue_data(args: GlueArguments | GlueDataArguments) -> dict[str, Any]:
+    """Loads and checks the raw splits of the task, from local files or the Hub.
 
     Returns:
         `dict`: `{"train": Dataset, "eval": {name: Dataset}, "test": {name: Dataset}}`, labels as integer ids
@@ -443,6 +506,7 @@ def load_glue_data(args: GlueTrainingArguments) -> dict[str, Any]:
     Raises:
         [`GlueDataError`]: a missing file or split, a missing column, a label that the task does not have.
     """
+    args = args.data if isinstance(args, GlueArguments) else args
     task = args.glue_task
     if args.uses_local_files:
         train = _read_local(args.train_file, "train_file")
@@ -462,16 +526,13 @@ def load_glue_data(args: GlueTrainingArguments) -> dict[str, Any]:
             "test_mismatched": f"test_mismatched_file {args.test_mismatched_file}",
         }
     else:
-        from datasets import load_dataset
+        from ..data.loading import load_splits
 
         config_name = args.dataset_config_name or task.name
         try:
-            raw = load_dataset(args.dataset_name, config_name)
+            raw = load_splits(args.dataset_name, config_name=config_name, what=f"{args.dataset_name} ({config_name})")
         except Exception as err:  # network, missing config, offline cache miss
-            raise GlueDataError(
-                f"Cannot load {args.dataset_name} ({config_name}) from the Hub: {err}. Offline, pass train_file and "
-                "validation_file instead."
-            ) from err
+            raise GlueDataError(f"{err} Offline, pass train_file and validation_file instead.") from err
         needed = ["train"] + [split for _, split in task.eval_splits]
         absent = [s for s in needed if s not in raw]
         if absent:
@@ -604,7 +665,7 @@ def predictions_from_logits(task: GlueTask, logits: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _load_tokenizer(args: GlueTrainingArguments, model_source: str):
+def _load_tokenizer(args: GlueModelArguments, model_source: str):
     name = args.tokenizer_name or model_source
     try:
         return AutoTokenizer.from_pretrained(name)
@@ -614,7 +675,7 @@ def _load_tokenizer(args: GlueTrainingArguments, model_source: str):
         ) from err
 
 
-def apply_lora(model: nn.Module, args: GlueTrainingArguments):
+def apply_lora(model: nn.Module, args: GlueModelArguments):
     """Wraps `model` in LoRA adapters on `lora_target_modules`; the `classifier` head stays fully trainable."""
     require("peft", "use_peft=True (LoRA fine-tuning)")
     from peft import LoraConfig, TaskType, get_peft_model
@@ -640,7 +701,7 @@ def apply_lora(model: nn.Module, args: GlueTrainingArguments):
 class GlueSetup:
     """Everything [`run_glue`] needs, built and checked by [`prepare_glue`] without writing anything."""
 
-    args: GlueTrainingArguments
+    args: GlueArguments
     task: GlueTask
     source: str
     source_task: str | None
@@ -652,7 +713,7 @@ class GlueSetup:
     resume_from_checkpoint: str | None
 
 
-def prepare_glue(args: GlueTrainingArguments) -> GlueSetup:
+def prepare_glue(args: GlueArguments) -> GlueSetup:
     """Checks the run and builds tokenizer, model and tokenized datasets. Writes nothing.
 
     Raises:
@@ -662,20 +723,17 @@ def prepare_glue(args: GlueTrainingArguments) -> GlueSetup:
     from .. import NeoBERTForSequenceClassification
     from ..training.hub import check_push_arguments
 
-    check_push_arguments(args, needs_tokenizer=False)  # the tokenizer is loaded below
-    check_output_dir(args.output_dir)
-    task = args.glue_task
-    resume = _check_output_dir(args)
-    source = resolve_pretrained_path(args.model_name_or_path, args.checkpoint)
-    tokenizer = _load_tokenizer(args, source)
-    raw = load_glue_data(args)
+    model_args, data_args, training_args = args.model, args.data, args.training
+    check_push_arguments(training_args, needs_tokenizer=False)  # the tokenizer is loaded below
+    check_output_dir(training_args.output_dir)
+    task = args.task
+    resume = _check_output_dir(training_args)
+    source = resolve_pretrained_path(model_args.model_name_or_path, model_args.checkpoint)
+    tokenizer = _load_tokenizer(model_args, source)
+    raw = load_glue_data(data_args)
 
-    set_seed(args.seed)  # the new head's init
-    overrides = {
-        key: getattr(args, key)
-        for key in ("classifier_dropout", "classifier_init_range", "classifier_pooling", "attn_implementation")
-        if getattr(args, key) is not None
-    }
+    set_seed(training_args.seed)  # the new head's init
+    overrides = model_args.config_overrides()
     labels = {}
     if task.label_names is not None:
         labels = {
@@ -685,7 +743,7 @@ def prepare_glue(args: GlueTrainingArguments) -> GlueSetup:
     model = load_pretrained_strict(
         source,
         NeoBERTForSequenceClassification,
-        task_head="load" if args.transfer_head else "new",
+        task_head="load" if model_args.transfer_head else "new",
         num_labels=task.num_labels,
         finetuning_task=task.name,
         problem_type="regression" if task.is_regression else "single_label_classification",
@@ -698,16 +756,16 @@ def prepare_glue(args: GlueTrainingArguments) -> GlueSetup:
             f"The tokenizer has {len(tokenizer)} tokens but the model's vocabulary has {model.config.vocab_size}: "
             "they do not belong together. Pass the tokenizer the model was pretrained with (tokenizer_name)."
         )
-    if args.max_seq_length > model.config.max_position_embeddings:
+    if data_args.max_seq_length > model.config.max_position_embeddings:
         raise ValueError(
-            f"max_seq_length={args.max_seq_length} exceeds the model's max_position_embeddings "
+            f"max_seq_length={data_args.max_seq_length} exceeds the model's max_position_embeddings "
             f"({model.config.max_position_embeddings})."
         )
-    if args.use_peft:
-        model = apply_lora(model, args)
+    if model_args.use_peft:
+        model = apply_lora(model, model_args)
 
     def tok(ds):
-        return tokenize_glue(ds, tokenizer, task, args.max_seq_length, args.preprocessing_num_workers)
+        return tokenize_glue(ds, tokenizer, task, data_args.max_seq_length, data_args.preprocessing_num_workers)
 
     return GlueSetup(
         args=args,
@@ -759,24 +817,29 @@ def _write_json(path: str, payload: dict) -> None:
 
 
 class _RunArgsRecorder(TrainingBegan):
-    """Writes `run_args.json` when training begins (model, data and resume state loaded), so that a start that fails
-    leaves the output folder as it was."""
+    """Writes `run_args.json` (every argument of the run, flat) when training begins (model, data and resume state
+    loaded), so that a start that fails leaves the output folder as it was."""
+
+    def __init__(self, run_args: GlueArguments):
+        super().__init__()
+        self.run_args = run_args
 
     def on_train_begin(self, args, state, control, **kwargs):
         super().on_train_begin(args, state, control, **kwargs)
         if args.should_save:
             os.makedirs(args.output_dir, exist_ok=True)
-            _write_json(os.path.join(args.output_dir, RUN_ARGS_NAME), json.loads(args.to_json_string()))
+            values = json.loads(json.dumps(self.run_args.to_dict(), default=str))
+            _write_json(os.path.join(args.output_dir, RUN_ARGS_NAME), values)
 
 
 def build_trainer(setup: GlueSetup) -> GlueTrainer:
     """The [`GlueTrainer`] of a prepared run: dynamic padding to `pad_to_multiple_of`, the task's metrics, early
     stopping when `early_stopping_patience` is set, and one evaluation set (or MNLI's two). Creates the output folder
     (the Trainer does)."""
-    args = setup.args
+    args = setup.args.training
     single = len(setup.eval_datasets) == 1
     eval_dataset = next(iter(setup.eval_datasets.values())) if single else setup.eval_datasets
-    callbacks = [_RunArgsRecorder()]
+    callbacks = [_RunArgsRecorder(setup.args)]
     if args.early_stopping_patience:
         callbacks.append(GlueEarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
     return GlueTrainer(
@@ -785,7 +848,7 @@ def build_trainer(setup: GlueSetup) -> GlueTrainer:
         train_dataset=setup.train_dataset,
         eval_dataset=eval_dataset,
         processing_class=setup.tokenizer,
-        data_collator=DataCollatorWithPadding(setup.tokenizer, pad_to_multiple_of=args.pad_to_multiple_of),
+        data_collator=DataCollatorWithPadding(setup.tokenizer, pad_to_multiple_of=setup.args.data.pad_to_multiple_of),
         compute_metrics=build_compute_metrics(setup.task),
         callbacks=callbacks,
     )
@@ -799,7 +862,7 @@ def run_glue(setup: GlueSetup) -> dict[str, Any]:
         `dict`: what `glue_results.json` holds: `task`, `scores` (official metrics of the best model, fractions),
         `task_score`, `best_checkpoint` (relative to the output folder), `eval_metrics`, `test_metrics`, ...
     """
-    args, task = setup.args, setup.task
+    args, model_args, task = setup.args.training, setup.args.model, setup.task
     trainer = None
 
     def started() -> bool:
@@ -807,14 +870,9 @@ def run_glue(setup: GlueSetup) -> dict[str, Any]:
 
     with failed_start_cleanup(args.output_dir, started):
         trainer = build_trainer(setup)
+        # The step where training stops is saved by the Trainer (the final weights are the result: keep them).
         train_output = trainer.train(resume_from_checkpoint=setup.resume_from_checkpoint)
     best_loaded = bool(args.load_best_model_at_end and trainer.state.best_model_checkpoint)
-    if (
-        args.should_save
-        and not best_loaded
-        and not os.path.isdir(checkpoint_dir(args.output_dir, trainer.state.global_step))
-    ):
-        trainer._save_checkpoint(trainer.model, trial=None)  # the final weights are the result: keep them
 
     eval_metrics = trainer.evaluate()
     scores = {name: float(eval_metrics[key]) for name, key in task.metric_keys.items() if key in eval_metrics}
@@ -830,7 +888,7 @@ def run_glue(setup: GlueSetup) -> dict[str, Any]:
             _write_predictions(path, task, output.predictions)
             predictions_files[name] = os.path.basename(path)
 
-    best = trainer.state.best_model_checkpoint if best_loaded else None
+    best = step_folder(trainer.state.best_model_checkpoint) if best_loaded else None  # LoRA: not its adapter/
     final = best or checkpoint_dir(args.output_dir, trainer.state.global_step)
     results = {
         "task": task.name,
@@ -846,11 +904,11 @@ def run_glue(setup: GlueSetup) -> dict[str, Any]:
         "eval_metrics": {k: float(v) for k, v in eval_metrics.items() if isinstance(v, (int, float))},
         "test_metrics": test_metrics,
         "predictions": predictions_files,
-        "model_name_or_path": args.model_name_or_path,
+        "model_name_or_path": model_args.model_name_or_path,
         "source": setup.source,
         "source_task": setup.source_task,
-        "transfer_head": args.transfer_head,
-        "use_peft": args.use_peft,
+        "transfer_head": model_args.transfer_head,
+        "use_peft": model_args.use_peft,
         "num_train_examples": len(setup.train_dataset),
         "num_eval_examples": {name: len(ds) for name, ds in setup.eval_datasets.items()},
     }
