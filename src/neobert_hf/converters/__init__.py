@@ -1,7 +1,8 @@
 """Low-precision training converters (torchao, Transformer Engine, Quartet-II) for NeoBERT MLM pretraining.
 
 - [`PrecisionArguments`]: `precision_backend` (exactly one of `none`, `torchao`, `transformer_engine`, `quartet2`),
-  its recipe and options, and `kernel_backend`; flat keys of a `neobert-hf pretrain` recipe.
+  its recipe and options, and `kernel_backend`; flat keys of a `neobert-hf pretrain` recipe, grouped per converter
+  ([`~neobert_hf.converters.arguments.TorchAOArguments`], `TransformerEngineArguments`, `QuartetArguments`, ...).
 - [`build_converter`]: the converter of the selected backend, built from config; it fails right away with a clear
   error when the library or the hardware is missing.
 - [`ModelConverter`]: one `convert(model)` step that swaps the selected `nn.Linear` layers and keeps checkpoints

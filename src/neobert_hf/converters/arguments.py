@@ -6,7 +6,11 @@ is an option that does not apply to the chosen recipe. Checks that need the trai
 `torch_compile`, FSDP, bf16) live in [`check_precision_training_args`]; checks that need the library or the
 hardware run when the converter is built (see [`~neobert_hf.converters.build_converter`]).
 
-Every field is a flat recipe key of `neobert-hf pretrain`:
+The options are grouped per converter: [`ConversionArguments`] (shared by every backend), [`TorchAOArguments`],
+[`TransformerEngineArguments`], [`QuartetArguments`] and [`KernelArguments`] each own their fields, the checks of
+their option combinations and the keyword arguments of their converter. [`PrecisionArguments`] inherits all of them
+(plus the `precision_backend` selector), because `HfArgumentParser` turns one flat dataclass into flags: every field
+stays a flat recipe key of `neobert-hf pretrain`:
 
 ```yaml
 torch_compile: true
@@ -21,17 +25,22 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 
 __all__ = [
     "FLOAT8_RECIPES",
     "MX_RECIPES",
     "PRECISION_BACKENDS",
+    "ConversionArguments",
+    "KernelArguments",
     "PrecisionArguments",
     "QAT_RECIPES",
+    "QuartetArguments",
     "TE_RECIPES",
     "TORCHAO_RECIPES",
+    "TorchAOArguments",
+    "TransformerEngineArguments",
     "check_precision_data_args",
     "check_precision_training_args",
     "fsdp_version",
@@ -62,54 +71,17 @@ TE_RECIPES = ("fp8_delayed", "fp8_current", "mxfp8", "nvfp4")
 
 KernelBackend = Literal["auto", "liger", "torch"]
 
-# Options that belong to one backend: setting one while another backend is selected is an error.
-_BACKEND_OF = {
-    "torchao_recipe": "torchao",
-    "auto_filter_small_kn": "torchao",
-    "enable_fsdp_float8_all_gather": "torchao",
-    "precompute_float8_dynamic_scale_for_fsdp": "torchao",
-    "te_recipe": "transformer_engine",
-    "fp8_format": "transformer_engine",
-    "disable_2d_quantization": "transformer_engine",
-    "disable_rht": "transformer_engine",
-    "disable_stochastic_rounding": "transformer_engine",
-    "quartet_four_over_six": "quartet2",
-    "quartet_required_dim_multiple": "quartet2",
-    "quartet_disable_backward_quant": "quartet2",
-}
-# Options shared by every conversion backend: meaningless (so an error) with precision_backend=none.
-_CONVERSION_OPTIONS = ("filter_fqns", "skip_first_last_linear", "require_compile")
+def _changed(args: Any, name: str) -> bool:
+    spec = next(f for f in dataclasses.fields(args) if f.name == name)
+    default: Any = spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
+    return getattr(args, name) != default
 
 
 @dataclass
-class PrecisionArguments:
-    r"""Low-precision training (torchao, Transformer Engine, Quartet-II) and the kernel backend of `neobert-hf pretrain`.
+class ConversionArguments:
+    """Options shared by every conversion backend: which linear layers stay in high precision, and whether a
+    converted model must be compiled."""
 
-    The converter named by `precision_backend` replaces the selected `nn.Linear` layers of the model at the end of
-    `Trainer.__init__` (see [`~neobert_hf.converters.PrecisionCallback`]), before activation checkpointing,
-    `torch.compile`, distributed wrapping and the optimizer. Checkpoints and exports always hold plain weights
-    that load into an unconverted model.
-
-    Example:
-
-    ```python
-    >>> from neobert_hf.converters import PrecisionArguments
-    >>> PrecisionArguments(precision_backend="torchao", torchao_recipe="rowwise").filter_fqns
-    ['decoder']
-    ```
-    """
-
-    precision_backend: PrecisionBackend = field(
-        default="none",
-        metadata={
-            "help": "Which library converts the linear layers for low-precision training: 'none' (keep nn.Linear), "
-            "'torchao' (float8 / MX / FP4 QAT, recipe in torchao_recipe), 'transformer_engine' (te.Linear under TE "
-            "autocast, recipe in te_recipe; NVIDIA GPUs only) or 'quartet2' (Quartet-II NVFP4 linears; Blackwell "
-            "sm120 and bf16 only). Exactly one backend can be selected."
-        },
-    )
-
-    # --- shared by every backend ---
     filter_fqns: list[str] = field(
         default_factory=lambda: ["decoder"],
         metadata={
@@ -132,7 +104,18 @@ class PrecisionArguments:
         },
     )
 
-    # --- torchao ---
+    def conversion_options(self) -> dict[str, Any]:
+        """Keyword arguments that every converter takes."""
+        return {"filter_fqns": list(self.filter_fqns), "skip_first_last_linear": self.skip_first_last_linear}
+
+
+@dataclass
+class TorchAOArguments:
+    """torchao: float8 (`tensorwise`, `rowwise`, `rowwise_with_gw_hp`), MX (`mxfp8_*`, `mxfp4_*`) and FP4 QAT recipes,
+    with the float8-only options. Built alone (as a converter does), it checks its option combinations."""
+
+    backend: ClassVar[str] = "torchao"
+
     torchao_recipe: TorchAORecipe | None = field(
         default=None,
         metadata={
@@ -167,7 +150,45 @@ class PrecisionArguments:
         },
     )
 
-    # --- transformer-engine ---
+    def __post_init__(self):
+        self._check_torchao_options()
+
+    def _check_torchao_options(self) -> None:
+        recipe = self.torchao_recipe
+        # float8 options
+        if self.auto_filter_small_kn and recipe not in FLOAT8_RECIPES:
+            raise ValueError(
+                f"auto_filter_small_kn uses torchao's float8 size thresholds and applies to torchao_recipe "
+                f"{FLOAT8_RECIPES}, not {recipe!r}."
+            )
+        if self.enable_fsdp_float8_all_gather and recipe != "tensorwise":
+            raise ValueError(
+                f"enable_fsdp_float8_all_gather needs torchao_recipe=tensorwise (float8 all-gather uses one scale per "
+                f"tensor), got {recipe!r}."
+            )
+        if self.precompute_float8_dynamic_scale_for_fsdp and not self.enable_fsdp_float8_all_gather:
+            raise ValueError(
+                "precompute_float8_dynamic_scale_for_fsdp precomputes the scales of float8 all-gathered weights: it "
+                "needs enable_fsdp_float8_all_gather=true (and torchao_recipe=tensorwise, FSDP2)."
+            )
+
+    def torchao_options(self) -> dict[str, Any]:
+        """Keyword arguments of [`~neobert_hf.converters.torchao.TorchAOConverter`] besides the shared ones."""
+        return {
+            "recipe": self.torchao_recipe,
+            "auto_filter_small_kn": self.auto_filter_small_kn,
+            "enable_fsdp_float8_all_gather": self.enable_fsdp_float8_all_gather,
+            "precompute_float8_dynamic_scale_for_fsdp": self.precompute_float8_dynamic_scale_for_fsdp,
+        }
+
+
+@dataclass
+class TransformerEngineArguments:
+    """Transformer Engine: FP8 (delayed or current scaling), MXFP8 and NVFP4 recipes, with the FP8 format and the NVFP4
+    options. Built alone (as a converter does), it checks its option combinations."""
+
+    backend: ClassVar[str] = "transformer_engine"
+
     te_recipe: TERecipe | None = field(
         default=None,
         metadata={
@@ -197,7 +218,37 @@ class PrecisionArguments:
         metadata={"help": "te_recipe=nvfp4 only: round gradients to nearest instead of stochastically."},
     )
 
-    # --- quartet2 ---
+    def __post_init__(self):
+        self._check_transformer_engine_options()
+
+    def _check_transformer_engine_options(self) -> None:
+        te = self.te_recipe
+        nvfp4_only = [
+            n for n in ("disable_2d_quantization", "disable_rht", "disable_stochastic_rounding") if _changed(self, n)
+        ]
+        if nvfp4_only and te != "nvfp4":
+            raise ValueError(f"{', '.join(nvfp4_only)} apply to te_recipe=nvfp4 only, got te_recipe={te!r}.")
+        if self.fp8_format is not None and te == "nvfp4":
+            raise ValueError("fp8_format does not apply to te_recipe=nvfp4 (its format is fixed: E2M1 with E4M3 scales).")
+
+    def transformer_engine_options(self) -> dict[str, Any]:
+        """Keyword arguments of [`~neobert_hf.converters.transformer_engine.TransformerEngineConverter`] besides the
+        shared ones."""
+        return {
+            "recipe": self.te_recipe,
+            "fp8_format": self.fp8_format,
+            "disable_2d_quantization": self.disable_2d_quantization,
+            "disable_rht": self.disable_rht,
+            "disable_stochastic_rounding": self.disable_stochastic_rounding,
+        }
+
+
+@dataclass
+class QuartetArguments:
+    """Quartet-II NVFP4 linears (Blackwell sm120, bf16)."""
+
+    backend: ClassVar[str] = "quartet2"
+
     quartet_four_over_six: bool = field(
         default=True,
         metadata={"help": "Quartet-II: use the 4/6 adaptive NVFP4 block scaling (FOUR_SIX mode) instead of RNE."},
@@ -214,7 +265,26 @@ class PrecisionArguments:
         metadata={"help": "Quartet-II: run the backward matmuls in bf16 from the dequantized FP4 operands."},
     )
 
-    # --- kernels ---
+    def __post_init__(self):
+        self._check_quartet_options()
+
+    def _check_quartet_options(self) -> None:
+        if self.quartet_required_dim_multiple < 1:
+            raise ValueError(f"quartet_required_dim_multiple must be >= 1, got {self.quartet_required_dim_multiple}.")
+
+    def quartet_options(self) -> dict[str, Any]:
+        """Keyword arguments of [`~neobert_hf.converters.quartet.QuartetConverter`] besides the shared ones."""
+        return {
+            "four_over_six": self.quartet_four_over_six,
+            "required_dim_multiple": self.quartet_required_dim_multiple,
+            "disable_backward_quant": self.quartet_disable_backward_quant,
+        }
+
+
+@dataclass
+class KernelArguments:
+    """The fused-kernel backend (independent of the low-precision backend)."""
+
     kernel_backend: KernelBackend = field(
         default="auto",
         metadata={
@@ -225,16 +295,57 @@ class PrecisionArguments:
         },
     )
 
+    def _check_kernel_options(self) -> None:
+        if self.kernel_backend not in ("auto", "liger", "torch"):
+            raise ValueError(f"kernel_backend must be 'auto', 'liger' or 'torch', got {self.kernel_backend!r}.")
+
+
+_BACKEND_GROUPS: tuple[type, ...] = (TorchAOArguments, TransformerEngineArguments, QuartetArguments)
+# Options that belong to one backend: setting one while another backend is selected is an error.
+_BACKEND_OF = {f.name: group.backend for group in _BACKEND_GROUPS for f in dataclasses.fields(group)}
+
+
+@dataclass
+class PrecisionArguments(
+    KernelArguments, QuartetArguments, TransformerEngineArguments, TorchAOArguments, ConversionArguments
+):
+    r"""Low-precision training (torchao, Transformer Engine, Quartet-II) and the kernel backend of `neobert-hf pretrain`.
+
+    The converter named by `precision_backend` replaces the selected `nn.Linear` layers of the model at the end of
+    `Trainer.__init__` (see [`~neobert_hf.converters.PrecisionCallback`]), before activation checkpointing,
+    `torch.compile`, distributed wrapping and the optimizer. Checkpoints and exports always hold plain weights
+    that load into an unconverted model.
+
+    Example:
+
+    ```python
+    >>> from neobert_hf.converters import PrecisionArguments
+    >>> PrecisionArguments(precision_backend="torchao", torchao_recipe="rowwise").filter_fqns
+    ['decoder']
+    ```
+    """
+
+    precision_backend: PrecisionBackend = field(
+        default="none",
+        metadata={
+            "help": "Which library converts the linear layers for low-precision training: 'none' (keep nn.Linear), "
+            "'torchao' (float8 / MX / FP4 QAT, recipe in torchao_recipe), 'transformer_engine' (te.Linear under TE "
+            "autocast, recipe in te_recipe; NVIDIA GPUs only) or 'quartet2' (Quartet-II NVFP4 linears; Blackwell "
+            "sm120 and bf16 only). Exactly one backend can be selected."
+        },
+    )
+
     def __post_init__(self):
         if isinstance(self.filter_fqns, str):
             self.filter_fqns = [self.filter_fqns]
         self.filter_fqns = [str(name) for name in (self.filter_fqns or [])]
         if self.precision_backend not in PRECISION_BACKENDS:
             raise ValueError(f"precision_backend must be one of {PRECISION_BACKENDS}, got {self.precision_backend!r}.")
-        if self.kernel_backend not in ("auto", "liger", "torch"):
-            raise ValueError(f"kernel_backend must be 'auto', 'liger' or 'torch', got {self.kernel_backend!r}.")
+        self._check_kernel_options()
         self._check_backend_options()
-        self._check_recipe_options()
+        self._check_torchao_options()
+        self._check_transformer_engine_options()
+        self._check_quartet_options()
 
     # -- helpers ------------------------------------------------------------------------------------------------------
 
@@ -252,10 +363,17 @@ class PrecisionArguments:
             "quartet2": "quartet_ii",
         }.get(self.precision_backend)
 
+    def converter_options(self) -> dict[str, Any]:
+        """Keyword arguments of the selected backend's converter (shared options included); `{}` without one."""
+        options = {
+            "torchao": self.torchao_options,
+            "transformer_engine": self.transformer_engine_options,
+            "quartet2": self.quartet_options,
+        }.get(self.precision_backend)
+        return {**options(), **self.conversion_options()} if options is not None else {}
+
     def _changed(self, name: str) -> bool:
-        spec = next(f for f in dataclasses.fields(self) if f.name == name)
-        default: Any = spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
-        return getattr(self, name) != default
+        return _changed(self, name)
 
     def _check_backend_options(self) -> None:
         backend = self.precision_backend
@@ -268,7 +386,7 @@ class PrecisionArguments:
                 "of the others."
             )
         if backend == "none":
-            shared = [name for name in _CONVERSION_OPTIONS if self._changed(name)]
+            shared = [f.name for f in dataclasses.fields(ConversionArguments) if self._changed(f.name)]
             if shared:
                 raise ValueError(
                     f"{', '.join(shared)} only apply to a low-precision conversion, but precision_backend=none. Set "
@@ -278,32 +396,6 @@ class PrecisionArguments:
             raise ValueError(f"precision_backend=torchao needs torchao_recipe, one of {TORCHAO_RECIPES}.")
         if backend == "transformer_engine" and self.te_recipe is None:
             raise ValueError(f"precision_backend=transformer_engine needs te_recipe, one of {TE_RECIPES}.")
-
-    def _check_recipe_options(self) -> None:
-        recipe = self.torchao_recipe
-        if self.auto_filter_small_kn and recipe not in FLOAT8_RECIPES:
-            raise ValueError(
-                f"auto_filter_small_kn uses torchao's float8 size thresholds and applies to torchao_recipe "
-                f"{FLOAT8_RECIPES}, not {recipe!r}."
-            )
-        if self.enable_fsdp_float8_all_gather and recipe != "tensorwise":
-            raise ValueError(
-                f"enable_fsdp_float8_all_gather needs torchao_recipe=tensorwise (float8 all-gather uses one scale per "
-                f"tensor), got {recipe!r}."
-            )
-        if self.precompute_float8_dynamic_scale_for_fsdp and not self.enable_fsdp_float8_all_gather:
-            raise ValueError(
-                "precompute_float8_dynamic_scale_for_fsdp precomputes the scales of float8 all-gathered weights: it "
-                "needs enable_fsdp_float8_all_gather=true (and torchao_recipe=tensorwise, FSDP2)."
-            )
-        te = self.te_recipe
-        nvfp4_only = [n for n in ("disable_2d_quantization", "disable_rht", "disable_stochastic_rounding") if self._changed(n)]
-        if nvfp4_only and te != "nvfp4":
-            raise ValueError(f"{', '.join(nvfp4_only)} apply to te_recipe=nvfp4 only, got te_recipe={te!r}.")
-        if self.fp8_format is not None and te == "nvfp4":
-            raise ValueError("fp8_format does not apply to te_recipe=nvfp4 (its format is fixed: E2M1 with E4M3 scales).")
-        if self.quartet_required_dim_multiple < 1:
-            raise ValueError(f"quartet_required_dim_multiple must be >= 1, got {self.quartet_required_dim_multiple}.")
 
 
 def fsdp_version(training_args: Any) -> int | None:

@@ -119,14 +119,7 @@ class QuartetConverter(ModelConverter):
 
     @classmethod
     def from_args(cls, args: PrecisionArguments, device: torch.device) -> QuartetConverter:
-        return cls(
-            device=device,
-            four_over_six=args.quartet_four_over_six,
-            required_dim_multiple=args.quartet_required_dim_multiple,
-            disable_backward_quant=args.quartet_disable_backward_quant,
-            filter_fqns=args.filter_fqns,
-            skip_first_last_linear=args.skip_first_last_linear,
-        )
+        return cls(device=device, **args.converter_options())
 
     def _skip_reason(self, name: str, module: nn.Linear) -> str | None:
         if module.bias is not None:

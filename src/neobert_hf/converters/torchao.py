@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..import_utils import require
-from .arguments import FLOAT8_RECIPES, MX_RECIPES, QAT_RECIPES, PrecisionArguments
+from .arguments import FLOAT8_RECIPES, MX_RECIPES, QAT_RECIPES, PrecisionArguments, TorchAOArguments
 from .base import ModelConverter, register_converter, replace_module, require_capability
 
 
@@ -170,8 +170,7 @@ class TorchAOConverter(ModelConverter):
     ):
         super().__init__(recipe, filter_fqns, skip_first_last_linear)
         # The same combinations PrecisionArguments rejects, for converters built directly.
-        PrecisionArguments(
-            precision_backend="torchao",
+        TorchAOArguments(
             torchao_recipe=recipe,
             auto_filter_small_kn=auto_filter_small_kn,
             enable_fsdp_float8_all_gather=enable_fsdp_float8_all_gather,
@@ -214,15 +213,7 @@ class TorchAOConverter(ModelConverter):
 
     @classmethod
     def from_args(cls, args: PrecisionArguments, device: torch.device) -> TorchAOConverter:
-        return cls(
-            args.torchao_recipe,
-            device=device,
-            filter_fqns=args.filter_fqns,
-            skip_first_last_linear=args.skip_first_last_linear,
-            auto_filter_small_kn=args.auto_filter_small_kn,
-            enable_fsdp_float8_all_gather=args.enable_fsdp_float8_all_gather,
-            precompute_float8_dynamic_scale_for_fsdp=args.precompute_float8_dynamic_scale_for_fsdp,
-        )
+        return cls(device=device, **args.converter_options())
 
     def _skip_reason(self, name: str, module: nn.Linear) -> str | None:
         if self._small_kn_filter is not None and not self._small_kn_filter(module, name):

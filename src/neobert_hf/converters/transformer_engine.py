@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..import_utils import require
-from .arguments import PrecisionArguments
+from .arguments import PrecisionArguments, TransformerEngineArguments
 from .base import HardwareError, ModelConverter, register_converter, replace_module, require_capability
 
 
@@ -60,8 +60,7 @@ def build_te_recipe(
     Returns:
         The recipe instance (e.g. `recipe_module.DelayedScaling(fp8_format=Format.HYBRID)`).
     """
-    PrecisionArguments(  # the option/recipe combinations, checked once
-        precision_backend="transformer_engine",
+    TransformerEngineArguments(  # the option/recipe combinations, checked once
         te_recipe=recipe,
         fp8_format=fp8_format,
         disable_2d_quantization=disable_2d_quantization,
@@ -137,7 +136,7 @@ class TransformerEngineConverter(ModelConverter):
             disable_rht=disable_rht,
             disable_stochastic_rounding=disable_stochastic_rounding,
         )
-        PrecisionArguments(precision_backend="transformer_engine", te_recipe=recipe, **options)
+        TransformerEngineArguments(te_recipe=recipe, **options)
         minimum, _ = _HARDWARE[recipe]
         what = f"precision_backend=transformer_engine (te_recipe={recipe})"
         generation = "Ada/Hopper sm89+" if minimum == (8, 9) else "Blackwell sm100+"
@@ -156,16 +155,7 @@ class TransformerEngineConverter(ModelConverter):
 
     @classmethod
     def from_args(cls, args: PrecisionArguments, device: torch.device) -> TransformerEngineConverter:
-        return cls(
-            args.te_recipe,
-            device=device,
-            fp8_format=args.fp8_format,
-            disable_2d_quantization=args.disable_2d_quantization,
-            disable_rht=args.disable_rht,
-            disable_stochastic_rounding=args.disable_stochastic_rounding,
-            filter_fqns=args.filter_fqns,
-            skip_first_last_linear=args.skip_first_last_linear,
-        )
+        return cls(device=device, **args.converter_options())
 
     def _swap(self, model: nn.Module, names: list[str]) -> None:
         for name in names:
