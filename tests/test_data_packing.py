@@ -305,20 +305,23 @@ def test_shards_split_the_batches_of_one_stream():
             assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["labels"], b["labels"])
 
 
-def test_state_history_answers_for_loader_look_ahead():
+def test_state_handles_answer_for_loader_look_ahead():
+    """A loader runs ahead of the training step: the handle taken after batch 5 still gives batch 5's exact state."""
     docs = lognormal_docs(150, seed=9, max_len=300)
     dataset = MicrobatchDataset(docs, tokens_per_batch=1024, max_seq_length=128, buffer_size=8)
     iterator = iter(dataset)
+    handles = []
     for _ in range(6):
         next(iterator)
-    state_after_5 = dataset.state_dict(at_batch=5)
+        handles.append(dataset.state_handle())
+    state_after_5 = dataset.state_dict_from_handle(handles[4])
     assert state_after_5["stats"]["batches"] == 5
     resumed = MicrobatchDataset(docs, tokens_per_batch=1024, max_seq_length=128, buffer_size=8)
     resumed.load_state_dict(state_after_5)
     reference = list(MicrobatchDataset(docs, tokens_per_batch=1024, max_seq_length=128, buffer_size=8))
     assert torch.equal(next(iter(resumed))["input_ids"], reference[5]["input_ids"])
-    with pytest.raises(KeyError, match="no state after batch 99"):
-        dataset.state_dict(at_batch=99)
+    with pytest.raises(TypeError, match="expected a handle"):
+        dataset.state_dict_from_handle(5)
 
 
 def test_resume_with_other_settings_is_refused():

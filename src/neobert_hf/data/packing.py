@@ -63,8 +63,8 @@ epoch's chunk permutation; for streams the number of documents consumed and a `d
 `state_dict()`, or a replay count for other iterables), the packing and shuffle buffers (contents and random state)
 and the statistics. A new `MicrobatchDataset` over the
 same data that loads it yields exactly the batches the uninterrupted one would have yielded next. The state is the
-one after the last batch *yielded*; since loaders may fetch ahead, `state_dict(at_batch=k)` returns the state after
-the k-th batch from a short history.
+one after the last batch *yielded*; since loaders may fetch ahead, a tracker keeps `state_handle()`s (cheap
+references, no copy) and turns the one of the step it saves into a state with `state_dict_from_handle`.
 
 **Workers and ranks.** Iterate in the main process (`DataLoader(num_workers=0)`): the resume state lives in the
 iterator, and a worker process would keep it out of reach, so a worker raises a clear error. Tokenize ahead of
@@ -80,7 +80,6 @@ import bisect
 import copy
 import logging
 import math
-from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 import dataclasses
 from dataclasses import asdict, dataclass, field
@@ -648,8 +647,6 @@ class MicrobatchDataset(TorchIterableDataset):
         return_segment_info (`bool`, *optional*, defaults to `False`):
             Add `segment_info` `[n, 2]` (`sample_index`, offset) to each batch; for tests and debugging only (not a
             model input).
-        state_history (`int`, *optional*, defaults to 16):
-            How many past states `state_dict(at_batch=...)` can return.
         min_batches_per_epoch (`int`, *optional*):
             Raise a `ValueError` at the end of an epoch that made fewer batches (all shards together) than this: data
             too small for one optimizer step, which a trainer that reads epoch by epoch cannot train on. For streams,
@@ -695,7 +692,6 @@ class MicrobatchDataset(TorchIterableDataset):
         num_shards: int = 1,
         shard_index: int = 0,
         return_segment_info: bool = False,
-        state_history: int = 16,
         min_batches_per_epoch: int | None = None,
     ):
         super().__init__()
@@ -748,6 +744,9 @@ class MicrobatchDataset(TorchIterableDataset):
         self.input_column = input_column
         self.num_shards = num_shards
         self.shard_index = shard_index
+        # Not a model input, and no trainer asks for it: kept because it is the only record of which document chunk
+        # sits where in a batch, which the packing invariant tests (every token once per epoch, masks and positions
+        # per segment) and anyone debugging a data order need. Off by default, it costs nothing; the collators drop it.
         self.return_segment_info = return_segment_info
         self.min_batches_per_epoch = min_batches_per_epoch
         self._source = _make_source(source, input_column, shuffle, seed, max_seq_length)
@@ -755,7 +754,6 @@ class MicrobatchDataset(TorchIterableDataset):
         # A map-style source is shuffled globally, chunk by chunk; the shuffle buffer is for sources read in order.
         self.shuffle_buffer_size = 0 if self._source.kind == "map" else shuffle_buffer_size
         self._snapshot = _Snapshot()
-        self._history: deque[_Snapshot] = deque(maxlen=max(state_history, 1))
         self._generation = 0
 
     # -- public state -------------------------------------------------------------------------------------------
@@ -778,7 +776,6 @@ class MicrobatchDataset(TorchIterableDataset):
         """
         if epoch > self._snapshot.epoch:
             self._snapshot = _Snapshot(epoch=epoch, stats=self._snapshot.stats)
-            self._history.clear()
             self._generation += 1
 
     def _config(self) -> dict[str, Any]:
@@ -801,26 +798,14 @@ class MicrobatchDataset(TorchIterableDataset):
             "masker": self.masker.config() if self.masker is not None else None,
         }
 
-    def state_dict(self, at_batch: int | None = None) -> dict[str, Any]:
-        """The exact position after the last yielded batch (or after the `at_batch`-th batch of this shard).
-
-        Args:
-            at_batch (`int`, *optional*):
-                Return the state right after this shard yielded its `at_batch`-th batch (counted over the whole run,
-                as `stats.batches`), looked up in a short history. Use it when a loader fetches ahead of the
-                training step (e.g. accelerate's look-ahead).
+    def state_dict(self) -> dict[str, Any]:
+        """The exact position after the last yielded batch. A loader that fetches ahead of the training step needs
+        the position of an earlier batch: keep [`~MicrobatchDataset.state_handle`]s for that.
 
         Returns:
             `dict`: plain Python values and CPU tensors; save it with `torch.save`.
         """
-        snapshot = self._snapshot
-        if at_batch is not None and at_batch != snapshot.stats.batches:
-            found = [s for s in self._history if s.stats.batches == at_batch]
-            if not found:
-                available = [s.stats.batches for s in self._history]
-                raise KeyError(f"no state after batch {at_batch} in the history (it holds batches {available})")
-            snapshot = found[-1]
-        return self.state_dict_from_handle(snapshot)
+        return self.state_dict_from_handle(self._snapshot)
 
     def state_handle(self) -> object:
         """A cheap, immutable reference to the current position (after the last yielded batch).
@@ -889,7 +874,6 @@ class MicrobatchDataset(TorchIterableDataset):
             pool=_segments_from_state("pool", state),
             pool_rng=copy.deepcopy(state["pool_rng"]),
         )
-        self._history.clear()
         self._generation += 1
 
     # -- iteration ------------------------------------------------------------------------------------------------
@@ -905,13 +889,11 @@ class MicrobatchDataset(TorchIterableDataset):
         generation = self._generation
         if self.rewind:
             self._snapshot = _Snapshot(epoch=self._snapshot.epoch)
-            self._history.clear()
         while True:
             yield from self._iterate_epoch(generation)
             if self._generation != generation or self.rewind:
                 return  # a newer iterator, set_epoch or load_state_dict took over; or the pass is complete
             self._snapshot = _Snapshot(epoch=self._snapshot.epoch + 1, stats=self._snapshot.stats)
-            self._history.append(self._snapshot)
             if not self.infinite:
                 return
 
@@ -1028,7 +1010,6 @@ class MicrobatchDataset(TorchIterableDataset):
             stats.budget_tokens += int(batch["input_ids"].numel())
             stats.document_share_sum += max(per_document.values()) / real if real else 0.0
             self._snapshot = snapshot()
-            self._history.append(self._snapshot)
             return batch
 
         for _ in self._incoming(start, progress, buffer):
