@@ -30,7 +30,6 @@ import json
 import math
 import os
 import re
-import struct
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -221,10 +220,10 @@ def _read_json(path: str) -> dict[str, Any] | None:
 
 def _safetensors_numel(path: str) -> dict[str, int]:
     """Tensor name -> element count, read from the safetensors header only (no tensor is loaded)."""
-    with open(path, "rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(length))
-    return {name: math.prod(meta["shape"]) for name, meta in header.items() if name != "__metadata__"}
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as handle:
+        return {name: math.prod(handle.get_slice(name).get_shape()) for name in handle.keys()}
 
 
 def count_parameters(folder: str | os.PathLike) -> int | None:
