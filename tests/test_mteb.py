@@ -142,7 +142,7 @@ def test_batch_size_and_prompts_reach_the_encoder(evaluated, checkpoint, tmp_pat
 
 def test_rerun_only_fills_missing_tasks(evaluated, checkpoint, tmp_path):
     """A summary over result files lists every task whose file is absent or incomplete, and reports partial
-    averages as partial (the earlier averaging script silently dropped such tasks)."""
+    averages as partial (never dropped silently)."""
     completed, out = evaluated
     assert completed.returncode == 0, completed.stderr[-4000:]
     folder = tmp_path / "copy"
@@ -168,7 +168,7 @@ def test_rerun_only_fills_missing_tasks(evaluated, checkpoint, tmp_path):
     assert "| tiny-sts | STS | cosine_spearman | MISSING |" in markdown
     assert "incomplete (missing: tiny-sts)" in markdown and "Missing tasks (1):" in markdown
 
-    # 2. A result file whose split has another name (the earlier script's silent drop).
+    # 2. A result file whose split has another name (it must not be dropped silently).
     data = json.loads(beir_file.read_text())
     data["scores"] = {"dev": data["scores"]["test"]}
     beir_file.write_text(json.dumps(data))

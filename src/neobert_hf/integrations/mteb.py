@@ -165,6 +165,24 @@ def parse_local_task(spec: str) -> tuple[str, str]:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def _registry_task(name: str) -> AbsTask | None:
+    """mteb's task called `name` (renamed tasks included), or `None` when mteb has none."""
+    import mteb
+
+    try:
+        return mteb.get_task(name)
+    except KeyError:
+        return None
+
+
+def _registry_names() -> list[str]:
+    """Every task name mteb knows (for suggestions)."""
+    import mteb
+
+    tasks = mteb.get_tasks(exclude_superseded=False, exclude_private=False, exclude_beta=False)
+    return [task.metadata.name for task in tasks]
+
+
 def resolve_tasks(
     tasks: Sequence[str] | None = None,
     task_types: Sequence[str] | None = None,
@@ -189,23 +207,24 @@ def resolve_tasks(
     require("mteb", "MTEB evaluation")
     import mteb
     from mteb.abstasks.task_metadata import TaskType
-    from mteb.get_tasks import _TASKS_REGISTRY
 
     tasks, task_types, local_tasks = list(tasks or []), list(task_types or []), list(local_tasks or [])
     if tasks and task_types:
         raise ValueError("Give either tasks or task_types, not both (mteb ignores task_types when tasks are named).")
     if not (tasks or task_types or local_tasks):
         raise ValueError("Nothing to evaluate: give tasks, task_types or local_tasks.")
-    unknown = [name for name in tasks if name not in _TASKS_REGISTRY]
+    found = {name: _registry_task(name) for name in tasks}
+    unknown = [name for name, task in found.items() if task is None]
     valid_types = get_args(TaskType)
     unknown_types = [name for name in task_types if name not in valid_types]
     local_specs = [parse_local_task(spec) for spec in local_tasks]
-    clashes = [name for name, _ in local_specs if name in _TASKS_REGISTRY]
+    clashes = [name for name, _ in local_specs if _registry_task(name) is not None]
     requested = tasks + [name for name, _ in local_specs]
     repeated = sorted({name for name in requested if requested.count(name) > 1})
     problems = []
+    known = _registry_names() if unknown else []
     for name in unknown:
-        close = difflib.get_close_matches(name, _TASKS_REGISTRY.keys(), n=3)
+        close = difflib.get_close_matches(name, known, n=3)
         problems.append(f"unknown task {name!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
     for name in unknown_types:
         close = difflib.get_close_matches(name, valid_types, n=3)
@@ -222,7 +241,7 @@ def resolve_tasks(
 
     resolved: list[AbsTask] = []
     if tasks:
-        resolved.extend(mteb.get_task(name) for name in tasks)
+        resolved.extend(found[name] for name in tasks)
     elif task_types:
         resolved.extend(mteb.get_tasks(task_types=task_types))
         if not resolved:
@@ -423,28 +442,32 @@ def evaluate(args: MTEBArguments, tasks: list[AbsTask] | None = None) -> dict[st
 
 
 def _task_score(task, path: str) -> tuple[float | None, str | None]:
-    """Mean main score over the task's splits and subsets as stored in `path`, or `(None, why it is missing)`."""
+    """Mean main score over the task's splits and subsets as stored in `path` (read as mteb's `TaskResult`), or
+    `(None, why it is missing)`."""
+    import math
+    from pathlib import Path
+
+    from mteb import TaskResult
+
     if not os.path.isfile(path):
         return None, f"no result file {path}"
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, json.JSONDecodeError) as error:
-        return None, f"unreadable result file {path} ({error})"
-    if data.get("task_name") != task.metadata.name:
-        return None, f"{path} holds results of task {data.get('task_name')!r}"
-    scores = data.get("scores") or {}
+        result = TaskResult.from_disk(Path(path))
+    except Exception as error:  # noqa: BLE001 - OSError, JSON or pydantic validation errors: the file is unusable
+        return None, f"unreadable result file {path} ({' '.join(str(error).split())[:300]})"
+    if result.task_name != task.metadata.name:
+        return None, f"{path} holds results of task {result.task_name!r}"
+    # mteb keeps the task's own splits and subsets and fills a missing one with a NaN main score (with a warning).
+    filtered = result.validate_and_filter_scores(task)
     values = []
     for split in task.eval_splits:
-        entries = {entry.get("hf_subset"): entry for entry in scores.get(split, [])}
-        for subset in task.hf_subsets:
-            entry = entries.get(subset)
-            if entry is None:
-                return None, f"{path} has no scores for split {split!r}, subset {subset!r}"
+        for entry in filtered.scores.get(split, []):
             value = entry.get("main_score")
-            if not isinstance(value, (int, float)):
-                return None, f"{path} has no main_score for split {split!r}, subset {subset!r}"
+            if not isinstance(value, (int, float)) or math.isnan(value):
+                return None, f"{path} has no scores for split {split!r}, subset {entry.get('hf_subset')!r}"
             values.append(float(value))
+    if not values:
+        return None, f"{path} has no scores for the splits {list(task.eval_splits)}"
     return sum(values) / len(values), None
 
 
@@ -472,7 +495,7 @@ def summarize_results(
     """Read mteb's result files of `tasks` and write `summary.json` and `summary.md` into `output_folder`.
 
     A task is *missing* when its result file is absent or unreadable, names another task, or lacks a score for one of
-    the task's evaluation splits or subsets (the earlier script silently skipped such files). Category and overall
+    the task's evaluation splits or subsets (never skipped silently). Category and overall
     `average` are `null` unless every task of the group was evaluated; `average_over_evaluated` is the mean over the
     evaluated ones and is always shown next to the list of missing tasks.
 
