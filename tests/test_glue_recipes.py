@@ -1,4 +1,4 @@
-"""Every GLUE recipe parses strictly through `neobert-hf glue`'s parser and carries the earlier system's settings; the
+"""Every GLUE recipe parses strictly through `neobert-hf glue`'s parser and carries the shared fine-tuning settings; the
 recipes' README table agrees with them. (The mrpc recipe also trains end to end in test_glue_run.py.)"""
 
 import argparse

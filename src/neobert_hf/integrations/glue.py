@@ -6,7 +6,7 @@
 - [`prepare_glue`]: checks everything and builds the model and datasets; it writes nothing, so bad input (an unknown
   task, missing columns, a label count that disagrees with the data, a checkpoint whose keys do not match) fails
   before the output folder exists.
-- [`GlueTrainer`]: `Trainer` writing the `<output_dir>/checkpoints/<step>/` tree of pretraining (SPEC 3), with
+- [`GlueTrainer`]: `Trainer` writing the `<output_dir>/checkpoints/<step>/` tree of pretraining, with
   best-model selection on the task's official metric and LoRA checkpoints that stay loadable as full models.
 - [`build_trainer`], [`run_glue`]: train, select the best checkpoint, evaluate (MNLI on matched and mismatched),
   predict the test sets, and write `glue_results.json`, which `neobert-hf glue-summary` reads.
