@@ -16,6 +16,12 @@ from neobert_hf.cli.env import BACKENDS, CORE_PACKAGES
 from neobert_hf.cli.main import SUBCOMMANDS, build_parser, main
 
 
+@pytest.fixture(autouse=True)
+def _private_help_cache(tmp_path, monkeypatch):
+    # `<command> --help` stores its text in a cache: keep the tests' entries out of the user's cache.
+    monkeypatch.setenv("NEOBERT_HF_CACHE", str(tmp_path / "neobert_hf_cache"))
+
+
 def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "neobert_hf", *args], capture_output=True, text=True, timeout=timeout
@@ -55,7 +61,9 @@ def test_env_json():
     completed = _cli("env", "--json")
     assert completed.returncode == 0, completed.stderr
     info = json.loads(completed.stdout)
-    assert set(info) == {"neobert_hf", "python", "platform", "torch", "packages", "backends"}
+    assert set(info) == {
+        "neobert_hf", "python", "platform", "torch", "packages", "backends", "held_back_import_notices"
+    }
     assert info["neobert_hf"] == importlib.metadata.version("neobert-hf")
     assert {"version", "cuda_build", "cuda_available", "cudnn_available", "cudnn_version", "devices"} <= set(
         info["torch"]

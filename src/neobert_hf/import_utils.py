@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import logging
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,6 +29,8 @@ __all__ = [
     "OptionalFeature",
     "SourceFeature",
     "cuda_available",
+    "hold_back_import_notices",
+    "held_back_import_notices",
     "install_command",
     "is_available",
     "package_version",
@@ -246,3 +249,64 @@ def cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+# Log records that optional packages emit while they are imported, and that say nothing about this run: torchao
+# logs a warning for each compiled extension it cannot load (the CUDA-only `_C_cutlass_90a`, an `_C_mxfp8` built for
+# another Python), and registers its enums with torch's pytree, which torch 2.13 logs as deprecated. transformers
+# imports torchao whenever it is installed (its torchao quantizer), so every command that loads a model would start
+# with these lines. Each entry: (logger name, test on the record).
+def _torchao_extension_not_loaded(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return message.startswith("Failed to load ") and "torchao" in message and "_C" in message
+
+
+def _torchao_enum_registered_with_pytree(record: logging.LogRecord) -> bool:
+    subject = record.args[0] if isinstance(record.args, tuple) and record.args else None
+    return (
+        "is an Enum subclass" in str(record.msg)
+        and str(getattr(subject, "__module__", "")).startswith("torchao")
+    )
+
+
+_IMPORT_NOTICES = (
+    ("torchao", _torchao_extension_not_loaded),
+    ("torch.utils._pytree", _torchao_enum_registered_with_pytree),
+)
+_held_back: list[str] = []
+
+
+class _HoldBack(logging.Filter):
+    def __init__(self, test):
+        super().__init__()
+        self.test = test
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            matched = self.test(record)
+        except Exception:  # noqa: BLE001 - a record we cannot read is shown, never dropped
+            return True
+        if matched:
+            _held_back.append(f"{record.name}: {record.getMessage()}")
+        return not matched
+
+
+def hold_back_import_notices() -> None:
+    """Keep the known, harmless import-time notices of optional packages off the console, and remember them.
+
+    Only the exact notices listed in this module are held back: torchao's "Failed to load .../torchao/_C*.so" for
+    an extension it cannot load, and torch's deprecation notice for torchao's enums registered as pytree constants.
+    Every other record of those loggers, and every other logger, is untouched. The held-back lines are listed by
+    `neobert-hf env` ([`held_back_import_notices`]); a torchao feature whose extension is missing still fails
+    with torchao's own error when it is used. The `neobert-hf` command calls this once at start; library code
+    never changes logging.
+    """
+    for name, test in _IMPORT_NOTICES:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _HoldBack) for f in logger.filters):
+            logger.addFilter(_HoldBack(test))
+
+
+def held_back_import_notices() -> list[str]:
+    """The notices held back so far by [`hold_back_import_notices`] in this process, in order."""
+    return list(_held_back)

@@ -14,7 +14,7 @@ import platform
 import sys
 from typing import Any
 
-from neobert_hf.import_utils import OPTIONAL_FEATURES, install_command, package_version
+from neobert_hf.import_utils import OPTIONAL_FEATURES, held_back_import_notices, install_command, package_version
 
 
 __all__ = ["add_parser", "collect_env", "format_env", "run"]
@@ -136,7 +136,9 @@ def collect_env(check_imports: bool = False) -> dict[str, Any]:
     Returns:
         `dict[str, Any]`: with keys `neobert_hf`, `python`, `platform`, `torch` (a dict: `version`, `cuda_build`,
         `cuda_available`, `cudnn_available`, `cudnn_version`, `devices`), `packages` (distribution -> version or
-        `None`) and `backends` (name -> dict with `installed`, `version`, `usable`, `reason`).
+        `None`), `backends` (name -> dict with `installed`, `version`, `usable`, `reason`) and
+        `held_back_import_notices` (import-time notices the command kept off the console, e.g. a torchao extension
+        that did not load).
 
     Example:
 
@@ -154,6 +156,9 @@ def collect_env(check_imports: bool = False) -> dict[str, Any]:
         "torch": torch_info,
         "packages": {name: _distribution_version(name) for name in CORE_PACKAGES},
         "backends": {name: _backend(name, torch_info, check_imports) for name in BACKENDS},
+        # Import-time notices that the `neobert-hf` command keeps off the console (see
+        # `neobert_hf.import_utils.hold_back_import_notices`); shown here so that none is lost.
+        "held_back_import_notices": held_back_import_notices(),
     }
 
 
@@ -193,6 +198,11 @@ def format_env(info: dict[str, Any]) -> str:
         else:
             text = f"not usable: {status['reason']}"
         lines.append(f"  {name:<22}{text}")
+    notices = info.get("held_back_import_notices") or []
+    if notices:
+        lines.append("")
+        lines.append("import notices kept off the console by neobert-hf (harmless unless you use that feature):")
+        lines.extend(f"  {notice}" for notice in notices)
     return "\n".join(lines)
 
 

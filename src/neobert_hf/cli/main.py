@@ -1,12 +1,17 @@
 """Entry point of the `neobert-hf` command (`neobert-hf = neobert_hf.cli.main:main`).
 
 Subcommands are registered in `SUBCOMMANDS` and their modules imported lazily: parsing `neobert-hf --help`
-imports none of them, and `neobert-hf env ...` imports only `neobert_hf.cli.env`.
+imports none of them, and `neobert-hf env ...` imports only `neobert_hf.cli.env`. Nothing here imports torch:
+`neobert-hf --help` and `neobert-hf <command> --help` answer in a fraction of a second. The recipe subcommands'
+help lists transformers' `TrainingArguments`, so it is built once and then read from a cache
+([`neobert_hf.cli.help_cache`]). Before a subcommand that loads models runs, the command registers NeoBERT with the
+Auto classes (which `import neobert_hf` does in any other process).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.metadata
 import sys
@@ -29,7 +34,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("neobert_hf.cli.export", "Export a checkpoint as a clean, self-contained model folder."),
     "push": ("neobert_hf.cli.push", "Push a clean exported model folder to the Hugging Face Hub."),
     "pppl": ("neobert_hf.cli.pppl", "Pseudo-perplexity of a masked LM on long documents (CSV)."),
+    "convert-config": (
+        "neobert_hf.cli.convert_config",
+        "Convert an original NeoBERT trainer config (nested YAML) into a neobert-hf recipe.",
+    ),
 }
+
+# Subcommands that never load a model through the Auto classes, so they skip importing the modeling stack.
+_NO_MODEL_COMMANDS = frozenset({"env", "glue-summary", "preprocess"})
 
 
 def _package_version() -> str:
@@ -87,16 +99,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         `int`: the exit status: 0, 1 when a run failed once under way (e.g. disk full), 2 on bad input (one message,
         nothing written), 130 when interrupted (see [`neobert_hf.cli.errors`]).
     """
+    from ..import_utils import hold_back_import_notices
+
+    hold_back_import_notices()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    module = importlib.import_module(SUBCOMMANDS[args.command][0])
+    if _asks_for_recipe_help(module, args):
+        from .help_cache import cached_help
+
+        def build_help() -> str:
+            # Packages imported on the way may print (wandb: "[INFO] Running in WANDB offline mode"); stdout
+            # carries the help text only.
+            with contextlib.redirect_stdout(sys.stderr):
+                return module.build_argument_parser().format_help()
+
+        sys.stdout.write(cached_help(args.command, build_help))
+        sys.stdout.flush()
+        raise SystemExit(0)  # as argparse's own --help does
     from .errors import run_command
 
+    def run() -> int | None:
+        if args.command not in _NO_MODEL_COMMANDS:
+            import neobert_hf
+
+            neobert_hf.register_auto_classes()
+        return module.run(args)
+
     # One error boundary for every subcommand: bad input gives one line and exit status 2, never a traceback.
-    return run_command(args.command, lambda: importlib.import_module(SUBCOMMANDS[args.command][0]).run(args))
+    return run_command(args.command, run)
+
+
+def _asks_for_recipe_help(module, args: argparse.Namespace) -> bool:
+    """A recipe subcommand (its tokens go whole to `build_argument_parser`) asked for `-h`/`--help`."""
+    tokens = getattr(args, "argv", None)
+    return hasattr(module, "build_argument_parser") and isinstance(tokens, list) and bool(
+        {"-h", "--help"} & set(tokens)
+    )
 
 
 if __name__ == "__main__":
