@@ -223,3 +223,63 @@ def test_arguments_are_split_by_concern_and_stay_flat_on_the_command_line(tmp_pa
     assert flat["task_name"] == "rte" and flat["model_name_or_path"] == "unused" and flat["learning_rate"] == 1e-4
     with pytest.raises(TypeError, match="learnig_rate"):
         args_for(tmp_path, "rte", learnig_rate=1e-4)
+
+
+# --- local data without a GLUE task name (the run_glue.py way) ---
+
+
+def test_local_data_without_a_task_name_is_read_the_run_glue_way(tmp_path):
+    """Custom label sets, single-sentence or pair inputs and regression, inferred from train_file."""
+    names = ["meh", "good", "bad"]
+    single = [{"idx": r["idx"], "review": r["sentence"], "label": names[i % 3]} for i, r in enumerate(rows("sst2", 12))]
+    files = {
+        "train_file": str(write_rows(tmp_path / "reviews.csv", single)),
+        "validation_file": str(write_rows(tmp_path / "reviews_dev.jsonl", single[:6])),
+    }
+    args = args_for(tmp_path, None, **files)
+    data = load_glue_data(args)
+    task = data["task"]
+    assert (task.name, task.text_columns, task.label_names) == ("custom", ("review",), ("bad", "good", "meh"))
+    assert data["train"]["label"][:3] == [2, 1, 0] and data["eval"]["validation"]["label"][:3] == [2, 1, 0]
+    args.use_task(task)
+    assert (args.training.metric_for_best_model, args.training.greater_is_better) == ("accuracy", True)
+
+    pairs = [{**r, "label": 7 if r["label"] else 3} for r in rows("mrpc", 8)]  # any integer label set
+    files = {
+        "train_file": str(write_rows(tmp_path / "pairs.jsonl", pairs)),
+        "validation_file": str(write_rows(tmp_path / "pairs_dev.jsonl", pairs[:4])),
+    }
+    data = load_glue_data(args_for(tmp_path, None, **files))
+    assert data["task"].text_columns == ("sentence1", "sentence2") and data["task"].label_names == ("3", "7")
+    assert data["train"]["label"][:2] == [0, 1]
+
+    scores = [{"a": r["sentence1"], "b": r["sentence2"], "label": float(r["label"])} for r in rows("stsb", 8)]
+    files = {
+        "train_file": str(write_rows(tmp_path / "scores.csv", scores)),
+        "validation_file": str(write_rows(tmp_path / "scores_dev.csv", scores[:4])),
+    }
+    args = args_for(tmp_path, None, **files)
+    data = load_glue_data(args)
+    assert data["task"].is_regression and data["task"].text_columns == ("a", "b")
+    assert data["train"].features["label"].dtype == "float32"
+    args.use_task(data["task"])
+    assert args.training.metric_for_best_model == "pearson"
+
+
+def test_local_data_without_a_task_name_fails_clearly(tmp_path):
+    train = [{"text": r["sentence"], "label": ["x", "y"][r["label"]]} for r in rows("sst2", 6)]
+    dev = [{**row, "label": "z"} for row in train[:2]]
+    files = {
+        "train_file": str(write_rows(tmp_path / "train.csv", train)),
+        "validation_file": str(write_rows(tmp_path / "dev.csv", dev)),
+    }
+    with pytest.raises(GlueDataError, match=r"labels \['z'\] do not occur in train_file, whose labels are \['x', 'y'\]"):
+        load_glue_data(args_for(tmp_path, None, **files))
+    args = args_for(tmp_path, None, num_labels=3, **files)
+    task = load_glue_data(args_for(tmp_path, None, train_file=files["train_file"], validation_file=files["train_file"]))
+    with pytest.raises(ValueError, match="num_labels=3 disagrees with the labels of train_file, which has 2 labels"):
+        args.use_task(task["task"])
+    with pytest.raises(ValueError, match="no task_name was given.*or give train_file and validation_file"):
+        args_for(tmp_path, None)
+    with pytest.raises(ValueError, match="both train_file and validation_file"):
+        args_for(tmp_path, None, train_file=files["train_file"])

@@ -98,6 +98,39 @@ def test_cli_end_to_end_from_the_recipe(env, tmp_path, capsys):
     assert main(again) == 2
 
 
+def test_cli_fine_tunes_local_data_without_a_task_name(env, tmp_path, capsys):
+    """`neobert-hf glue` without --task_name, as transformers' run_glue.py: a custom label set read from train_file,
+    single-sentence text from the only text column, predictions named by the data's labels."""
+    names = ["meh", "good", "bad"]
+
+    def table(n, seed):
+        return [{"idx": r["idx"], "review": r["sentence"], "label": names[r["idx"] % 3]} for r in rows("sst2", n, seed)]
+
+    test_rows = [{"review": r["review"]} for r in table(5, seed=3)]
+    out = tmp_path / "out"
+    code = main([
+        "glue", "--model_name_or_path", str(env["pretrained"]),
+        "--train_file", str(write_rows(tmp_path / "train.csv", table(16, seed=1))),
+        "--validation_file", str(write_rows(tmp_path / "dev.jsonl", table(6, seed=2))),
+        "--test_file", str(write_rows(tmp_path / "test.csv", test_rows)),
+        "--output_dir", str(out), "--max_steps", "2", "--eval_strategy", "steps", "--save_strategy", "steps",
+        "--eval_steps", "2", "--save_steps", "2", "--per_device_train_batch_size", "8", "--max_seq_length", "32",
+        "--learning_rate", "1e-3", "--report_to", "none", "--dataloader_pin_memory", "false", "--disable_tqdm", "true",
+    ])  # fmt: skip
+    assert code == 0, capsys.readouterr().err[-3000:]
+    results = json.loads((out / "glue_results.json").read_text())
+    assert results["task"] == "custom" and set(results["scores"]) == {"accuracy"}
+    assert results["metric_for_best_model"] == "accuracy" and results["global_step"] == 2
+    model = AutoModelForSequenceClassification.from_pretrained(out / results["best_checkpoint"])
+    assert model.config.id2label == {0: "bad", 1: "good", 2: "meh"}
+    lines = (out / "predictions_test.tsv").read_text().splitlines()
+    assert len(lines) == 6 and {line.split("\t")[1] for line in lines[1:]} <= set(names)
+    assert json.loads((out / "run_args.json").read_text())["task_name"] is None
+    capsys.readouterr()
+    assert main(["glue-summary", str(out)]) == 0  # not a GLUE task: skipped, with the reason
+    assert "a run on local data without a GLUE task name" in capsys.readouterr().out
+
+
 def test_mnli_is_evaluated_on_matched_and_mismatched(mnli_run):
     results = mnli_run["results"]
     assert set(results["scores"]) == {"matched_accuracy", "mismatched_accuracy"}

@@ -5,6 +5,8 @@ neobert-hf glue --config recipes/neobert/glue/cola.yaml
 neobert-hf glue --config recipes/neobert/glue/rte.yaml --model_name_or_path outputs/glue/neobert/mnli
 neobert-hf glue --config recipes/neobert/glue/sst2.yaml --use_peft true --lora_r 16
 neobert-hf glue --config recipes/neobert/glue/mrpc.yaml --train_file train.csv --validation_file dev.csv
+neobert-hf glue --model_name_or_path chandar-lab/NeoBERT --train_file reviews.csv --validation_file dev.csv \
+    --output_dir outputs/reviews   # no task name: labels and text columns read from the files, as run_glue.py
 ```
 
 Every key of the recipe is a flag of `neobert-hf glue --help`; flags given on the command line win. Bad input (an

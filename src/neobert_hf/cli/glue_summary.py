@@ -105,7 +105,7 @@ def collect_results(run_dirs: list[str]) -> tuple[dict[str, dict[str, Any]], lis
     Raises:
         [`SummaryError`]: two runs of the same task (pass only the one to report).
     """
-    from ..integrations.glue import get_glue_task, task_score
+    from ..integrations.glue import CUSTOM_TASK, get_glue_task, task_score
 
     files, skipped = _result_files(run_dirs)
     results: dict[str, dict[str, Any]] = {}
@@ -114,6 +114,9 @@ def collect_results(run_dirs: list[str]) -> tuple[dict[str, dict[str, Any]], lis
         try:
             with open(path, encoding="utf-8") as f:
                 record = json.load(f)
+            if record.get("task") == CUSTOM_TASK:
+                skipped.append({"path": run_dir, "reason": "a run on local data without a GLUE task name"})
+                continue
             task = get_glue_task(record.get("task"))
         except (OSError, ValueError) as err:
             skipped.append({"path": run_dir, "reason": f"unreadable {RESULTS_NAME}: {err}"})

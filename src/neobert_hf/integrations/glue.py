@@ -63,6 +63,8 @@ __all__ = [
     "apply_lora",
     "build_compute_metrics",
     "build_trainer",
+    "CUSTOM_TASK",
+    "custom_task",
     "get_glue_task",
     "load_glue_data",
     "prepare_glue",
@@ -97,6 +99,9 @@ class GlueTask:
         eval_splits: evaluation sets as `(name, Hub split)`; one set is reported as `eval_<metric>`, several (MNLI)
             as `eval_<name>_<metric>`.
         test_splits: test sets as `(name, Hub split)` (labels hidden, -1).
+        metric_config: the configuration of the shipped `glue` metric that scores the task (default: `name`).
+        label_values: for a task read from local files without a GLUE task name ([`custom_task`]), the label values
+            of the data in label-id order; a label is mapped to its id by value. `None` for the GLUE tasks.
     """
 
     name: str
@@ -106,6 +111,8 @@ class GlueTask:
     best_metric: str
     eval_splits: tuple[tuple[str, str], ...] = (("validation", "validation"),)
     test_splits: tuple[tuple[str, str], ...] = (("test", "test"),)
+    metric_config: str | None = None
+    label_values: tuple[Any, ...] | None = None
 
     @property
     def is_regression(self) -> bool:
@@ -158,8 +165,60 @@ def get_glue_task(name: str | None) -> GlueTask:
     key = str(name or "").strip().lower().replace("-", "")
     if key not in GLUE_TASKS:
         given = "no task_name was given" if not name else f"unknown GLUE task {name!r}"
-        raise ValueError(f"{given}; choose one of: {', '.join(GLUE_TASKS)}.")
+        raise ValueError(
+            f"{given}; choose one of: {', '.join(GLUE_TASKS)}"
+            + (", or give train_file and validation_file to fine-tune on your own data." if not name else ".")
+        )
     return GLUE_TASKS[key]
+
+
+_STRING_TYPES = ("string", "large_string")
+CUSTOM_TASK = "custom"
+"""The task name of a run on local files without a GLUE task name (recorded in `glue_results.json`)."""
+
+
+def custom_task(train, where: str = "train_file") -> GlueTask:
+    """The task of local data given without a GLUE task name, inferred from its training split as transformers'
+    `run_glue.py` infers it: regression when `label` holds floats, else one class per distinct label value (sorted);
+    the text is `sentence1` + `sentence2` when both exist, else the first two other text columns (or the only one;
+    unlike `run_glue.py`, columns that hold no strings, such as an `idx`, are never taken as text).
+
+    Classification is scored by accuracy, regression by Pearson and Spearman correlation (as STS-B).
+
+    Raises:
+        [`GlueDataError`]: no `label` column, no text column, or a single label value.
+    """
+    if "label" not in train.column_names:
+        raise GlueDataError(f"{where} needs a 'label' column (it has {train.column_names}).")
+    columns = [
+        c for c in train.column_names if c != "label" and getattr(train.features[c], "dtype", None) in _STRING_TYPES
+    ]
+    if not columns:
+        raise GlueDataError(f"{where} has no text column besides 'label' (it has {train.column_names}).")
+    if "sentence1" in columns and "sentence2" in columns:
+        text_columns = ("sentence1", "sentence2")
+    else:
+        text_columns = tuple(columns[:2])
+    if getattr(train.features["label"], "dtype", None) in ("float32", "float64"):
+        return GlueTask(
+            CUSTOM_TASK, text_columns, None, ("pearson", "spearmanr"), "pearson", metric_config="stsb"
+        )
+    values = sorted({value for value in train["label"] if value is not None})
+    if len(values) < 2:
+        raise GlueDataError(
+            f"{where}: every label is {values[0]!r}; classification needs at least two label values."
+            if values
+            else f"{where}: the 'label' column is empty."
+        )
+    return GlueTask(
+        CUSTOM_TASK,
+        text_columns,
+        tuple(str(value) for value in values),
+        ("accuracy",),
+        "accuracy",
+        metric_config="sst2",  # the glue metric's plain accuracy (any number of classes)
+        label_values=tuple(values),
+    )
 
 
 def task_score(task: GlueTask | str, scores: dict[str, float]) -> float | None:
@@ -267,7 +326,11 @@ class GlueDataArguments:
 
     task_name: str | None = field(
         default=None,
-        metadata={"help": f"GLUE task: {', '.join(GLUE_TASKS)}."},
+        metadata={
+            "help": f"GLUE task: {', '.join(GLUE_TASKS)}. Leave it out to fine-tune on your own train_file and "
+            "validation_file, as transformers' run_glue.py does: a 'label' column of floats is regression, any other "
+            "one class per distinct value; the text is sentence1 (+ sentence2) or the first one or two other columns."
+        },
     )
     dataset_name: str = field(
         default="nyu-mll/glue", metadata={"help": "Hub dataset, used when no local file is given."}
@@ -278,8 +341,9 @@ class GlueDataArguments:
     train_file: str | None = field(
         default=None,
         metadata={
-            "help": "Local training data (.csv, .tsv, .json, .jsonl) with the task's GLUE columns and 'label'. Local "
-            "files replace the Hub dataset; then validation_file is required."
+            "help": "Local training data (.csv, .tsv, .json, .jsonl) with the task's GLUE columns and 'label' (without "
+            "task_name: any text column(s) and 'label'). Local files replace the Hub dataset; then validation_file is "
+            "required."
         },
     )
     validation_file: str | None = field(
@@ -309,8 +373,10 @@ class GlueDataArguments:
     )
 
     def __post_init__(self):
-        task = get_glue_task(self.task_name)
-        self.task_name = task.name
+        if self.task_name is None and self.train_file:
+            name = CUSTOM_TASK  # the task is read from train_file when the data is loaded
+        else:
+            name = self.task_name = get_glue_task(self.task_name).name
         if self.max_seq_length < 8:
             raise ValueError(f"max_seq_length must be >= 8, got {self.max_seq_length}.")
         local = {
@@ -320,22 +386,22 @@ class GlueDataArguments:
             "test_file": self.test_file,
             "test_mismatched_file": self.test_mismatched_file,
         }
-        if task.name != "mnli":
+        if name != "mnli":
             extra = [k for k in ("validation_mismatched_file", "test_mismatched_file") if local[k]]
             if extra:
-                raise ValueError(f"{', '.join(extra)} only apply to mnli, not {task.name}.")
+                raise ValueError(f"{', '.join(extra)} only apply to mnli, not {name}.")
         if any(local.values()):
             if not self.train_file or not self.validation_file:
                 raise ValueError(
                     "Local GLUE data needs both train_file and validation_file (the best checkpoint is chosen on the "
                     "validation set)."
                 )
-            if task.name == "mnli" and not self.validation_mismatched_file:
+            if name == "mnli" and not self.validation_mismatched_file:
                 raise ValueError(
                     "Local MNLI data needs validation_mismatched_file too: MNLI is evaluated on the matched and the "
                     "mismatched validation sets."
                 )
-            if task.name == "mnli" and self.test_mismatched_file and not self.test_file:
+            if name == "mnli" and self.test_mismatched_file and not self.test_file:
                 raise ValueError("test_mismatched_file needs test_file (the matched test set) too.")
         for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
             value = getattr(self, name)
@@ -343,8 +409,10 @@ class GlueDataArguments:
                 raise ValueError(f"{name} must be >= 1, got {value}.")
 
     @property
-    def glue_task(self) -> GlueTask:
-        return get_glue_task(self.task_name)
+    def glue_task(self) -> GlueTask | None:
+        """The GLUE task; `None` for local data without a task name (its task is read from the data, see
+        [`custom_task`])."""
+        return None if self.task_name is None else get_glue_task(self.task_name)
 
     @property
     def uses_local_files(self) -> bool:
@@ -440,16 +508,24 @@ class GlueArguments:
     training: GlueTrainingArguments
 
     def __post_init__(self):
-        task = self.task
+        self._task: GlueTask | None = None
+        if self.data.glue_task is not None:
+            self.use_task(self.data.glue_task)
+        require("evaluate", f"GLUE metrics for {self.data.task_name or 'local data'}")
+
+    def use_task(self, task: GlueTask) -> None:
+        """Fix the task of the run (a GLUE task, or the one read from local data), check the label count against it
+        and select the best model on its metric unless `metric_for_best_model` was given."""
         num_labels = self.model.num_labels
         if num_labels is not None and num_labels != task.num_labels:
+            which = f"GLUE task {task.name!r}" if task.label_values is None else "the labels of train_file"
             raise ValueError(
-                f"num_labels={num_labels} disagrees with GLUE task {task.name!r}, which has {task.num_labels} "
+                f"num_labels={num_labels} disagrees with {which}, which has {task.num_labels} "
                 f"label{'s' if task.num_labels > 1 else ''}"
                 + (f" ({', '.join(task.label_names)})." if task.label_names else " (regression).")
             )
         self.training.use_task_metric(task)
-        require("evaluate", f"GLUE metrics for {task.name}")
+        self._task = task
 
     @classmethod
     def from_flat(cls, **values: Any) -> GlueArguments:
@@ -466,7 +542,10 @@ class GlueArguments:
 
     @property
     def task(self) -> GlueTask:
-        return self.data.glue_task
+        """The task; for local data without a task name, known once [`load_glue_data`] has read it."""
+        if self._task is None:
+            raise ValueError("The task of local data without task_name is read from train_file: load the data first.")
+        return self._task
 
     def to_dict(self) -> dict[str, Any]:
         """Every argument as one flat JSON-ready mapping (what `run_args.json` records and model cards read)."""
@@ -499,9 +578,11 @@ def _read_local(path: str, role: str):
 def load_glue_data(args: GlueArguments | GlueDataArguments) -> dict[str, Any]:
     """Loads and checks the raw splits of the task, from local files or the Hub.
 
+    Without a task name, the task is read from the training file ([`custom_task`]).
+
     Returns:
-        `dict`: `{"train": Dataset, "eval": {name: Dataset}, "test": {name: Dataset}}`, labels as integer ids
-        (`float` for STS-B) in the task's label order.
+        `dict`: `{"task": GlueTask, "train": Dataset, "eval": {name: Dataset}, "test": {name: Dataset}}`, labels as
+        integer ids (`float` for regression) in the task's label order.
 
     Raises:
         [`GlueDataError`]: a missing file or split, a missing column, a label that the task does not have.
@@ -510,6 +591,8 @@ def load_glue_data(args: GlueArguments | GlueDataArguments) -> dict[str, Any]:
     task = args.glue_task
     if args.uses_local_files:
         train = _read_local(args.train_file, "train_file")
+        if task is None:
+            task = custom_task(train, f"train_file {args.train_file}")
         evals = {task.eval_splits[0][0]: _read_local(args.validation_file, "validation_file")}
         if task.name == "mnli":
             evals["mismatched"] = _read_local(args.validation_mismatched_file, "validation_mismatched_file")
@@ -553,7 +636,7 @@ def load_glue_data(args: GlueArguments | GlueDataArguments) -> dict[str, Any]:
         evals = {n: ds.select(range(min(args.max_eval_samples, len(ds)))) for n, ds in evals.items()}
     if args.max_predict_samples:
         tests = {n: ds.select(range(min(args.max_predict_samples, len(ds)))) for n, ds in tests.items()}
-    return {"train": train, "eval": evals, "test": tests}
+    return {"task": task, "train": train, "eval": evals, "test": tests}
 
 
 def _checked(dataset, task: GlueTask, where: str, labels: str):
@@ -563,8 +646,9 @@ def _checked(dataset, task: GlueTask, where: str, labels: str):
     required = list(task.text_columns) + (["label"] if labels == "required" else [])
     missing = [c for c in required if c not in dataset.column_names]
     if missing:
+        which = f"GLUE task {task.name!r}" if task.label_values is None and task.name != CUSTOM_TASK else "The task"
         raise GlueDataError(
-            f"GLUE task {task.name!r} needs the columns {required} in {where}; missing {missing} "
+            f"{which} needs the columns {required} in {where}; missing {missing} "
             f"(it has {dataset.column_names})."
         )
     for column in task.text_columns:
@@ -585,6 +669,16 @@ def _checked(dataset, task: GlueTask, where: str, labels: str):
         if not all(math.isfinite(v) for v in floats):
             raise GlueDataError(f"{where}: STS-B labels must be finite numbers.")
         return dataset.cast_column("label", Value("float32"))
+
+    if task.label_values is not None:  # local data without a task name: labels are mapped by value
+        ids_by_value = {value: i for i, value in enumerate(task.label_values)}
+        unknown = sorted({v for v in values if v not in ids_by_value}, key=repr)
+        if unknown:
+            raise GlueDataError(
+                f"{where}: labels {unknown[:10]} do not occur in train_file, whose labels are {list(task.label_values)}."
+            )
+        dataset = dataset.remove_columns("label").add_column("label", [ids_by_value[v] for v in values])
+        return dataset.cast_column("label", Value("int64"))
 
     feature = dataset.features["label"]
     n = task.num_labels
@@ -645,7 +739,7 @@ def build_compute_metrics(task: GlueTask):
     """`compute_metrics` for the Trainer: argmax (or the regression output) scored by the shipped `glue` metric."""
     import evaluate
 
-    metric = evaluate.load(GLUE_METRIC_PATH, "mnli" if task.name == "mnli" else task.name, keep_in_memory=True)
+    metric = evaluate.load(GLUE_METRIC_PATH, task.metric_config or task.name, keep_in_memory=True)
 
     def compute_metrics(eval_pred) -> dict[str, float]:
         logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
@@ -726,11 +820,12 @@ def prepare_glue(args: GlueArguments) -> GlueSetup:
     model_args, data_args, training_args = args.model, args.data, args.training
     check_push_arguments(training_args, needs_tokenizer=False)  # the tokenizer is loaded below
     check_output_dir(training_args.output_dir)
-    task = args.task
     resume = _check_output_dir(training_args)
     source = resolve_pretrained_path(model_args.model_name_or_path, model_args.checkpoint)
     tokenizer = _load_tokenizer(model_args, source)
     raw = load_glue_data(data_args)
+    task = raw["task"]
+    args.use_task(task)
 
     set_seed(training_args.seed)  # the new head's init
     overrides = model_args.config_overrides()
