@@ -158,6 +158,10 @@ class NeoBERTArgumentParser(HfArgumentParser):
         known = set(self.field_names())
         unknown = [key for key in values if key not in known]
         if unknown:
+            from ..migration import is_original_config, refusal_message
+
+            if is_original_config(values):  # the original trainer's nested YAML: name the convert command
+                raise ConfigError(refusal_message(str(path), self.prog))
             raise self._unknown(unknown, f"recipe ({path})")
         argv: list[str] = []
         nulls: dict[str, Any] = {}
