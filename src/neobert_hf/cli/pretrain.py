@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     """Parse, check and train. Returns 0 on success; errors go through [`neobert_hf.cli.errors.run_command`] (2 on
     bad input, with nothing written; 1 when the run fails once under way)."""
     from ..training import NonFiniteLossError
+    from ..training.callbacks import NonFiniteGradientError
     from ..training.pretrain import prepare_pretraining
     from .errors import training_phase
 
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     logger = logging.getLogger("neobert_hf.pretrain")
     if training_args.should_log:
         logger.info(setup.summary())
-    with training_phase(NonFiniteLossError):
+    with training_phase(NonFiniteLossError, NonFiniteGradientError):
         trainer = setup.train()  # a start that fails leaves no new output folder and run_args.json unchanged
     if training_args.should_log:
         from ..training.checkpointing import latest_checkpoint

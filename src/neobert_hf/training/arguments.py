@@ -33,6 +33,14 @@ FSDP1_ERROR = (
 )
 
 
+def _report_to(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return ["wandb"] if value == "all" else [] if value == "none" else [value]
+    return list(value)
+
+
 @dataclass
 class NeoBERTTrainingArguments(TrainingArguments):
     r"""[`~transformers.TrainingArguments`] for [`NeoBERTTrainer`].
@@ -90,12 +98,15 @@ class NeoBERTTrainingArguments(TrainingArguments):
     )
 
     # --- Optimizer ---
-    optimizer: Literal["adamw", "muonclip"] = field(
+    optimizer: Literal["adamw", "adam", "muonclip"] = field(
         default="adamw",
         metadata={
             "help": "'adamw': the optimizer named by `optim` (AdamW by default) with decay/no-decay groups (no decay "
-            "for biases and norms). 'muonclip': torch.optim.Muon on the 2-D matrices of the encoder blocks (qkv, wo, "
-            "ffn), AdamW on everything else (embeddings, decoder, norms), plus QK-clip; `optim` is then ignored."
+            "for biases and norms). 'adam': torch.optim.Adam with the same groups, its weight decay an L2 term added "
+            "to the gradient (coupled, not decoupled as in AdamW); adam_beta1/adam_beta2/adam_epsilon apply. "
+            "'muonclip': torch.optim.Muon on the 2-D matrices of the encoder blocks (qkv, wo, ffn), AdamW on "
+            "everything else (embeddings, decoder, norms), plus QK-clip. With 'adam' and 'muonclip', `optim` is "
+            "ignored."
         },
     )
     muon_lr: float | None = field(default=None, metadata={"help": "Muon learning rate. None = `learning_rate`."})
@@ -103,7 +114,15 @@ class NeoBERTTrainingArguments(TrainingArguments):
     muon_weight_decay: float | None = field(
         default=None, metadata={"help": "Muon decoupled weight decay. None = `weight_decay`."}
     )
-    muon_ns_steps: int = field(default=5, metadata={"help": "Newton-Schulz iterations of Muon."})
+    muon_ns_steps: int = field(default=5, metadata={"help": "Orthogonalization iterations of Muon."})
+    muon_orthogonalization: Literal["newton_schulz", "polar_express"] = field(
+        default="newton_schulz",
+        metadata={
+            "help": "How Muon orthogonalizes its update: 'newton_schulz' (torch.optim.Muon's fixed quintic; singular "
+            "values end up spread over about [0.7, 1.2]) or 'polar_express' (a minimax-optimal quintic per "
+            "iteration, arXiv 2505.16932: singular values close to 1 in the same 5 iterations)."
+        },
+    )
     muon_adjust_lr: Literal["original", "match_rms_adamw"] = field(
         default="match_rms_adamw",
         metadata={
@@ -129,6 +148,54 @@ class NeoBERTTrainingArguments(TrainingArguments):
     qk_clip_chunk_size: int = field(
         default=1024,
         metadata={"help": "Query rows per block when computing the maximum attention logit (bounds its memory)."},
+    )
+    qk_clip_layers_mapping: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Where MuonClip finds its layers in a model whose blocks are named differently, as a JSON object: "
+            "'blocks' (the encoder-block list inside the base model, default 'transformer_encoder') and 'qkv' (the "
+            "fused query/key/value projection inside a block, rows ordered per head, default 'qkv'). Muon takes the "
+            "2-D matrices under 'blocks'; QK-clip hooks and rescales every 'qkv'."
+        },
+    )
+    detect_anomalies: bool = field(
+        default=False,
+        metadata={
+            "help": "Before every optimizer step, check every gradient for NaN/inf and stop with the names of the "
+            "parameters that have one (and the step), before the optimizer writes them into the weights. Costs one "
+            "device sync per step."
+        },
+    )
+
+    # --- Weights & Biases (with report_to=wandb) ---
+    wandb_project: str | None = field(
+        default=None, metadata={"help": "W&B project of the run (report_to must include wandb). None: WANDB_PROJECT."}
+    )
+    wandb_entity: str | None = field(default=None, metadata={"help": "W&B entity (user or team). None: WANDB_ENTITY."})
+    wandb_tags: list[str] | None = field(default=None, metadata={"help": "W&B run tags. None: WANDB_TAGS."})
+    wandb_mode: Literal["online", "offline", "disabled"] | None = field(
+        default=None, metadata={"help": "W&B mode: online, offline (sync later with `wandb sync`) or disabled."}
+    )
+    wandb_dir: str | None = field(
+        default=None, metadata={"help": "Folder where W&B writes its run files. None: WANDB_DIR or ./wandb."}
+    )
+    log_weight_norms: bool = field(
+        default=False,
+        metadata={
+            "help": "Log the L2 norm of the weights at every logging step: all weights (weight_norm) and per kind of "
+            "parameter across layers (weight_norm/<name>, e.g. weight_norm/qkv.weight). Costs a pass over the weights."
+        },
+    )
+
+    # --- Schedule length ---
+    decay_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "Length of the learning-rate schedule in optimizer steps, independent of max_steps: warmup "
+            "(warmup_steps, or a fraction of decay_steps when warmup_steps < 1) then decay until step decay_steps, "
+            "then the final rate is held. Lets a run stop before the schedule ends and be continued, or train on "
+            "at the floor after it. None: the schedule spans max_steps (transformers' behaviour)."
+        },
     )
 
     # --- Schedule ---
@@ -193,6 +260,16 @@ class NeoBERTTrainingArguments(TrainingArguments):
                     "loss_chunk_size chunks the masked-logits-only loss; masked_logits_only_loss=false (the full-logits "
                     "ablation) builds every logit anyway. Drop one of the two."
                 )
+        wandb_fields = [
+            f for f in ("wandb_project", "wandb_entity", "wandb_tags", "wandb_mode", "wandb_dir") if getattr(self, f)
+        ]
+        if wandb_fields and "wandb" not in _report_to(self.report_to):
+            raise ValueError(
+                f"{', '.join(wandb_fields)} set but report_to={self.report_to!r} does not include wandb: add "
+                "--report_to wandb, or drop the W&B settings."
+            )
+        if self.decay_steps is not None and self.decay_steps < 1:
+            raise ValueError(f"decay_steps must be >= 1 (the optimizer step where the decay ends), got {self.decay_steps}.")
         if self.eval_max_batches is not None and self.eval_max_batches < 1:
             raise ValueError(f"eval_max_batches must be >= 1 or None, got {self.eval_max_batches}.")
         self._validate_muonclip()
@@ -244,6 +321,14 @@ class NeoBERTTrainingArguments(TrainingArguments):
             raise ValueError(f"qk_clip_warmup_steps must be >= 0, got {self.qk_clip_warmup_steps}.")
         if self.qk_clip_chunk_size < 1:
             raise ValueError(f"qk_clip_chunk_size must be >= 1, got {self.qk_clip_chunk_size}.")
+        from .optim import qk_clip_layers
+
+        if self.qk_clip_layers_mapping is not None:
+            if self.optimizer != "muonclip":
+                raise ValueError("qk_clip_layers_mapping applies to optimizer=muonclip; drop it or set the optimizer.")
+            self.qk_clip_layers_mapping = qk_clip_layers(self.qk_clip_layers_mapping)
+        if self.muon_orthogonalization != "newton_schulz" and self.optimizer != "muonclip":
+            raise ValueError("muon_orthogonalization applies to optimizer=muonclip; drop it or set the optimizer.")
 
     def _apply_final_lr_ratio(self) -> None:
         """Maps `final_lr_ratio` onto transformers' floor-decay schedulers (idempotent: args rebuilt from `to_dict()`
@@ -288,6 +373,21 @@ class NeoBERTTrainingArguments(TrainingArguments):
                 f"final_lr_ratio applies to lr_scheduler_type 'cosine' or 'linear', got '{schedule}'. Pass the floor "
                 "through lr_scheduler_kwargs for other schedulers."
             )
+
+    def wandb_init_kwargs(self) -> dict:
+        """The `wandb.init` arguments these arguments set (project, entity, tags, mode, dir; the run name with any of
+        them), `{}` when none is set."""
+        values = {
+            "project": self.wandb_project,
+            "entity": self.wandb_entity,
+            "tags": list(self.wandb_tags) if self.wandb_tags else None,
+            "mode": self.wandb_mode,
+            "dir": self.wandb_dir,
+        }
+        given = {name: value for name, value in values.items() if value}
+        if given and self.run_name is not None:
+            given["name"] = self.run_name
+        return given
 
     @property
     def effective_muon_lr(self) -> float:

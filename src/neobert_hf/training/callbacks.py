@@ -323,7 +323,87 @@ class QKClipCallback(TrainerCallback):
             self.qk_clip.apply()
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# Anomalies and weight norms
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class NonFiniteGradientError(RuntimeError):
+    """A gradient holds NaN or inf before the optimizer step (`detect_anomalies`)."""
+
+
+def raise_on_nonfinite_gradients(model: torch.nn.Module, step: int) -> None:
+    """Raise [`NonFiniteGradientError`] naming the parameters (at most ten) whose gradient holds NaN or inf.
+
+    Called after the backward pass of the last microbatch of optimizer step `step` (`detect_anomalies`): the gradients
+    are complete (and, in data-parallel training, the same on every process), and gradient clipping has not yet
+    spread one parameter's NaN over all of them through the global norm. Costs one device sync.
+    """
+    named = [(name, p.grad) for name, p in model.named_parameters() if p.grad is not None]
+    if not named:
+        return
+    finite = torch.stack([torch.isfinite(grad).all() for _, grad in named])
+    if bool(finite.all()):
+        return
+    bad = [name for (name, _), ok in zip(named, finite.tolist()) if not ok]
+    shown = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+    raise NonFiniteGradientError(
+        f"Non-finite gradient (NaN or inf) at optimizer step {step} in {len(bad)} parameter(s): {shown}. The update "
+        "was not applied and the weights are those of the previous step. Lower the learning rate, check the data of "
+        "this step, or resume from the last checkpoint."
+    )
+
+
+class WandbInitCallback(TrainerCallback):
+    """Starts the W&B run with the arguments' `wandb_*` settings (project, entity, tags, mode, dir) when training
+    begins. transformers' `WandbCallback` starts the run itself with only `WANDB_PROJECT` and the run name, and uses a
+    run that is already started: place this callback before it ([`WandbInitCallback.install`])."""
+
+    def __init__(self, init_kwargs: dict):
+        self.init_kwargs = init_kwargs
+
+    @classmethod
+    def install(cls, trainer) -> None:
+        """Insert the callback just before the trainer's `WandbCallback` (nothing when W&B is not reported to or no
+        `wandb_*` setting is given)."""
+        kwargs = trainer.args.wandb_init_kwargs()
+        callbacks = trainer.callback_handler.callbacks
+        index = next((i for i, c in enumerate(callbacks) if type(c).__name__ == "WandbCallback"), None)
+        if kwargs and index is not None:
+            callbacks.insert(index, cls(kwargs))
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        import wandb
+
+        if wandb.run is None:
+            wandb.init(**self.init_kwargs)
+
+
+def weight_norms(model: torch.nn.Module) -> dict[str, float]:
+    """L2 norms of the weights: `weight_norm` over all of them, and `weight_norm/<name>` per kind of parameter, with
+    the layer index taken out of the name (`transformer_encoder.3.qkv.weight` counts towards `qkv.weight`)."""
+    squares: dict[str, torch.Tensor] = {}
+    for name, param in model.named_parameters():
+        parts = name.split(".")
+        digits = [i for i, part in enumerate(parts) if part.isdigit()]
+        kind = ".".join(parts[digits[-1] + 1 :]) if digits else ".".join(parts[-2:])
+        square = param.detach().float().pow(2).sum()
+        squares[kind] = squares[kind] + square if kind in squares else square
+    if not squares:
+        return {}
+    values = torch.stack(list(squares.values())).cpu()  # one transfer
+    metrics = {"weight_norm": float(values.sum().sqrt())}
+    metrics.update({f"weight_norm/{kind}": float(v.sqrt()) for kind, v in zip(squares, values)})
+    return metrics
+
+
 __all__ = [
+    "NonFiniteGradientError",
+    "WandbInitCallback",
+    "raise_on_nonfinite_gradients",
+    "weight_norms",
     "CompactPrinterCallback",
     "CompactProgressCallback",
     "FinalCheckpointCallback",

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Mapping
 
 import torch
@@ -24,14 +25,131 @@ from ..modeling.modeling_neobert import (
 )
 
 
-def muon_parameter_names(model: nn.Module) -> list[str]:
-    """Names of the trainable 2-D matrices inside the encoder blocks (`transformer_encoder.{i}.*`): the parameters
-    Muon updates. Embeddings, the MLM decoder, task heads and norm weights stay with AdamW."""
-    return [
-        name
-        for name, p in model.named_parameters()
-        if p.requires_grad and p.ndim == 2 and "transformer_encoder." in name
-    ]
+ORTHOGONALIZATIONS = ("newton_schulz", "polar_express")
+
+# Polar Express (Amsel et al., arXiv 2505.16932): one odd quintic per iteration, each the minimax-optimal one for the
+# interval its predecessor leaves, so five iterations bring every singular value close to 1 (the fixed Newton-Schulz
+# quintic leaves them spread over about [0.7, 1.2]). Computed for 5 iterations with a 2% safety factor, the table
+# modded-nanogpt uses; more iterations repeat the last polynomial.
+POLAR_EXPRESS_COEFFICIENTS = (
+    (8.156554524902461, -22.48329292557795, 15.878769915207462),
+    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+)
+_POLAR_EXPRESS_SAFETY = 2e-2
+
+
+def polar_express(grad: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.Tensor:
+    """The orthogonal polar factor of a 2-D `grad`, approximately, by the Polar Express iteration in bfloat16 (the
+    same precision and layout as `torch.optim.Muon`'s Newton-Schulz: wide matrices iterate on `X X^T`)."""
+    if grad.ndim != 2:
+        raise ValueError(f"polar_express needs a 2-D matrix, got shape {tuple(grad.shape)}.")
+    x = grad.bfloat16()
+    wide = grad.size(0) > grad.size(1)
+    if wide:
+        x = x.T
+    x = x / (x.norm() * (1 + _POLAR_EXPRESS_SAFETY) + eps)
+    for index in range(steps):
+        a, b, c = POLAR_EXPRESS_COEFFICIENTS[min(index, len(POLAR_EXPRESS_COEFFICIENTS) - 1)]
+        gram = x @ x.T
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.T if wide else x
+
+
+class Muon(torch.optim.Muon):
+    """`torch.optim.Muon` with a choice of orthogonalization: `"newton_schulz"` is torch's own step, unchanged;
+    `"polar_express"` runs the same update (Nesterov momentum, per-matrix learning-rate adjustment, decoupled weight
+    decay) with [`polar_express`] in place of the Newton-Schulz iteration."""
+
+    def __init__(self, params, *, orthogonalization: str = "newton_schulz", **kwargs):
+        if orthogonalization not in ORTHOGONALIZATIONS:
+            raise ValueError(f"orthogonalization must be one of {ORTHOGONALIZATIONS}, got {orthogonalization!r}.")
+        super().__init__(params, **kwargs)
+        self.orthogonalization = orthogonalization
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if self.orthogonalization == "newton_schulz":
+            return super().step(closure)
+        return self._step_with(lambda update, group: polar_express(update, group["ns_steps"], group["eps"]), closure)
+
+    @staticmethod
+    def adjusted_lr(lr: float, adjust_lr_fn: str | None, shape: torch.Size) -> float:
+        """The per-matrix learning rate of `torch.optim.Muon` (`adjust_lr_fn`: `None`/`"original"`,
+        `"match_rms_adamw"`)."""
+        rows, cols = shape[:2]
+        if adjust_lr_fn is None or adjust_lr_fn == "original":
+            return lr * math.sqrt(max(1, rows / cols))
+        if adjust_lr_fn == "match_rms_adamw":
+            return lr * 0.2 * math.sqrt(max(rows, cols))
+        return lr
+
+    @torch.no_grad()
+    def _step_with(self, orthogonalize, closure=None):
+        """One step of torch's Muon update with `orthogonalize(update, group)` as the orthogonalization (the Newton-Schulz
+        iteration there, [`polar_express`] here); the tests check it against `torch.optim.Muon.step`."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, weight_decay, momentum = group["lr"], group["weight_decay"], group["momentum"]
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                grad = param.grad
+                if grad.ndim != 2:
+                    raise ValueError("Muon updates 2-D matrices only.")
+                state = self.state[param]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(grad, memory_format=torch.preserve_format)
+                buf = state["momentum_buffer"]
+                buf.lerp_(grad, 1 - momentum)
+                update = grad.lerp(buf, momentum) if group["nesterov"] else buf
+                update = orthogonalize(update, group)
+                param.mul_(1 - lr * weight_decay)
+                param.add_(update, alpha=-self.adjusted_lr(lr, group["adjust_lr_fn"], param.shape))
+        return loss
+
+
+QK_CLIP_LAYERS = {"blocks": "transformer_encoder", "qkv": "qkv"}
+
+
+def qk_clip_layers(mapping: Mapping[str, str] | str | None = None) -> dict[str, str]:
+    """Where MuonClip finds its layers: `blocks`, the list of encoder blocks inside the base model, and `qkv`, the fused
+    query/key/value projection inside a block (rows ordered per head as `(nH, 3, Dh)`), from NeoBERT's names
+    overridden by `mapping` (a dict or its JSON text).
+
+    Raises:
+        `ValueError`: an unknown key, or a value that is not a non-empty module path.
+    """
+    if isinstance(mapping, str):
+        import json
+
+        try:
+            mapping = json.loads(mapping) if mapping.strip() else {}
+        except json.JSONDecodeError as error:
+            raise ValueError(f"qk_clip_layers_mapping is not a JSON object: {mapping!r} ({error.msg}).") from None
+    mapping = dict(mapping or {})
+    unknown = sorted(set(mapping) - set(QK_CLIP_LAYERS))
+    if unknown:
+        raise ValueError(
+            f"qk_clip_layers_mapping: unknown key(s) {unknown}; the keys are {sorted(QK_CLIP_LAYERS)} (module paths of "
+            "the encoder-block list and of the fused qkv projection inside a block). Separate q/k/v projections are "
+            "not supported: QK-clip rescales the per-head query and key rows of one fused projection."
+        )
+    for key, value in mapping.items():
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"qk_clip_layers_mapping[{key!r}] must be a module path such as 'attn.qkv', got {value!r}.")
+    return {**QK_CLIP_LAYERS, **mapping}
+
+
+def muon_parameter_names(model: nn.Module, blocks: str = "transformer_encoder") -> list[str]:
+    """Names of the trainable 2-D matrices inside the encoder blocks (`<blocks>.{i}.*`, `transformer_encoder` in
+    NeoBERT): the parameters Muon updates. Embeddings, the MLM decoder, task heads and norm weights stay with AdamW."""
+    return [name for name, p in model.named_parameters() if p.requires_grad and p.ndim == 2 and f"{blocks}." in name]
 
 
 class _MergedState(Mapping):
@@ -69,6 +187,7 @@ class MuonClip(torch.optim.Optimizer):
         betas, eps: AdamW hyper-parameters.
         muon_lr, muon_momentum, muon_weight_decay, muon_ns_steps, muon_adjust_lr: `torch.optim.Muon` arguments
             (`lr`, `momentum`, `weight_decay`, `ns_steps`, `adjust_lr_fn`).
+        muon_orthogonalization (`str`): `"newton_schulz"` (torch's Muon) or `"polar_express"` (see [`Muon`]).
         fused (`bool`, *optional*): fused AdamW kernel.
     """
 
@@ -85,14 +204,16 @@ class MuonClip(torch.optim.Optimizer):
         muon_weight_decay: float = 0.1,
         muon_ns_steps: int = 5,
         muon_adjust_lr: str | None = "match_rms_adamw",
+        muon_orthogonalization: str = "newton_schulz",
         fused: bool | None = None,
     ):
         if not muon_params:
             raise ValueError("MuonClip found no 2-D matrix in transformer_encoder.* to give to Muon.")
         adamw_groups = [g for g in adamw_groups if len(g["params"]) > 0]
         self.adamw = torch.optim.AdamW(adamw_groups, lr=lr, betas=betas, eps=eps, fused=fused)
-        self.muon = torch.optim.Muon(
+        self.muon = Muon(
             [{"params": list(muon_params), "muon": True}],
+            orthogonalization=muon_orthogonalization,
             lr=muon_lr,
             weight_decay=muon_weight_decay,
             momentum=muon_momentum,
@@ -142,7 +263,8 @@ class MuonClip(torch.optim.Optimizer):
 def build_muonclip(model: nn.Module, args, decay_parameter_names: Iterable[str]) -> MuonClip:
     """Builds [`MuonClip`] from [`NeoBERTTrainingArguments`]: Muon on [`muon_parameter_names`], AdamW with
     decay/no-decay groups on the rest."""
-    muon_names = set(muon_parameter_names(model))
+    blocks = qk_clip_layers(args.qk_clip_layers_mapping)["blocks"]
+    muon_names = set(muon_parameter_names(model, blocks))
     decay = set(decay_parameter_names)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     adamw_groups = [
@@ -161,6 +283,7 @@ def build_muonclip(model: nn.Module, args, decay_parameter_names: Iterable[str])
         muon_weight_decay=args.effective_muon_weight_decay,
         muon_ns_steps=args.muon_ns_steps,
         muon_adjust_lr=args.muon_adjust_lr,
+        muon_orthogonalization=args.muon_orthogonalization,
         fused=True if optim_name == "adamw_torch_fused" else None,
     )
 
@@ -232,6 +355,8 @@ class QKClip:
         interval, warmup_steps (`int`): [`QKClip.is_due`] is true on optimizer steps `k > warmup_steps` with
             `k % interval == 0`.
         chunk_size (`int`): see [`max_attention_logits`].
+        layers_mapping (`dict`, *optional*): module paths of the blocks and of their fused projection, see
+            [`qk_clip_layers`].
     """
 
     def __init__(
@@ -242,6 +367,7 @@ class QKClip:
         interval: int = 1,
         warmup_steps: int = 0,
         chunk_size: int = 1024,
+        layers_mapping: Mapping[str, str] | str | None = None,
     ):
         bases = [m for m in model.modules() if isinstance(m, NeoBERTModel)]
         if len(bases) != 1:
@@ -252,7 +378,14 @@ class QKClip:
         config = self.base.config
         self.num_heads, self.head_dim = config.num_attention_heads, config.head_dim
         self.scale = self.head_dim**-0.5
-        self.blocks = list(self.base.transformer_encoder)
+        layers = qk_clip_layers(layers_mapping)
+        try:
+            self.blocks = list(self.base.get_submodule(layers["blocks"]))
+            self.projections = [block.get_submodule(layers["qkv"]) for block in self.blocks]
+        except (AttributeError, TypeError) as error:
+            raise ValueError(
+                f"QK-clip cannot find its layers ({layers}) in the model: {error}. Fix qk_clip_layers_mapping."
+            ) from None
         self.capturing = False
         self.max_logits: torch.Tensor | None = None  # (num_layers, nH)
         self.last_max_logit: float | None = None
@@ -262,8 +395,8 @@ class QKClip:
         self._handles = [self.base.register_forward_pre_hook(self._on_model_inputs, with_kwargs=True)]
         if config.rope:
             self._handles.append(self.base.rotary_emb.register_forward_hook(self._on_rope))
-        for index, block in enumerate(self.blocks):
-            self._handles.append(block.qkv.register_forward_hook(self._qkv_hook(index)))
+        for index, projection in enumerate(self.projections):
+            self._handles.append(projection.register_forward_hook(self._qkv_hook(index)))
 
     def is_due(self, step: int) -> bool:
         """Whether the clip runs after optimizer step `step` (1-based)."""
@@ -347,10 +480,10 @@ class QKClip:
             torch.distributed.all_reduce(max_logits, op=torch.distributed.ReduceOp.MAX)
         over = max_logits > self.threshold  # (layers, nH)
         eta = torch.where(over, self.threshold / max_logits.clamp(min=self.threshold), torch.ones_like(max_logits))
-        for index, block in enumerate(self.blocks):
+        for index, projection in enumerate(self.projections):
             if not bool(over[index].any()):
                 continue
-            weight = block.qkv.weight
+            weight = projection.weight
             rows = weight.view(self.num_heads, 3, self.head_dim, -1)  # (nH, 3, Dh, H): q, k, v rows per head
             scale = eta[index].to(weight.dtype)[:, None, None]  # (nH, 1, 1)
             rows[:, 0].mul_(scale**self.alpha)
@@ -360,4 +493,14 @@ class QKClip:
         return self.last_clipped_heads
 
 
-__all__ = ["MuonClip", "QKClip", "build_muonclip", "max_attention_logits", "muon_parameter_names"]
+__all__ = [
+    "POLAR_EXPRESS_COEFFICIENTS",
+    "Muon",
+    "MuonClip",
+    "QKClip",
+    "build_muonclip",
+    "max_attention_logits",
+    "muon_parameter_names",
+    "polar_express",
+    "qk_clip_layers",
+]

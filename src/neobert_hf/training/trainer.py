@@ -41,6 +41,9 @@ from .callbacks import (
     FinalCheckpointCallback,
     QKClipCallback,
     ThroughputMonitor,
+    WandbInitCallback,
+    raise_on_nonfinite_gradients,
+    weight_norms,
 )
 from .checkpointing import (
     CheckpointError,
@@ -61,6 +64,15 @@ logger = logging.get_logger(__name__)
 
 # Keys of the packed (`DataCollatorWithFlattening`) format that the model takes through **kwargs.
 _PACKED_KEYS = ("position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
+
+def _held_after(lr_lambda, last_step: int):
+    """`lr_lambda` whose step stops at `last_step` (the schedule's final factor is held after it)."""
+
+    def held(step: int) -> float:
+        return lr_lambda(min(step, last_step))
+
+    return held
+
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; training stopped before applying the update."""
@@ -140,6 +152,8 @@ class NeoBERTTrainer(CleanHubPushMixin, CheckpointTreeMixin, Trainer):
             elif self.callback_handler.pop_callback(PrinterCallback) is not None:
                 self.add_callback(CompactPrinterCallback())
 
+        WandbInitCallback.install(self)
+
         self._qk_clip: QKClip | None = None
         if self.args.optimizer == "muonclip" and self.args.qk_clip_threshold is not None:
             self._qk_clip = QKClip(
@@ -149,6 +163,7 @@ class NeoBERTTrainer(CleanHubPushMixin, CheckpointTreeMixin, Trainer):
                 interval=self.args.qk_clip_interval,
                 warmup_steps=self.args.qk_clip_warmup_steps,
                 chunk_size=self.args.qk_clip_chunk_size,
+                layers_mapping=self.args.qk_clip_layers_mapping,
             )
             self.add_callback(QKClipCallback(self._qk_clip))
 
@@ -251,6 +266,8 @@ class NeoBERTTrainer(CleanHubPushMixin, CheckpointTreeMixin, Trainer):
         self._nonfinite |= ~torch.isfinite(loss)
         if last_microbatch:
             self._raise_if_nonfinite()
+            if self.args.detect_anomalies:
+                raise_on_nonfinite_gradients(model, self.state.global_step + 1)
         return loss
 
     def _raise_if_nonfinite(self) -> None:
@@ -297,7 +314,37 @@ class NeoBERTTrainer(CleanHubPushMixin, CheckpointTreeMixin, Trainer):
             opt_model = self.model if model is None else model
             self.optimizer = build_muonclip(opt_model, self.args, self.get_decay_parameter_names(opt_model))
             return self.optimizer
+        if self.optimizer is None and self.args.optimizer == "adam":
+            opt_model = self.model if model is None else model
+            decay = set(self.get_decay_parameter_names(opt_model))
+            named = [(n, p) for n, p in opt_model.named_parameters() if p.requires_grad]
+            groups = [
+                {"params": [p for n, p in named if n in decay], "weight_decay": self.args.weight_decay},
+                {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0},
+            ]
+            self.optimizer = torch.optim.Adam(
+                [g for g in groups if g["params"]],
+                lr=self.args.learning_rate,
+                betas=(self.args.adam_beta1, self.args.adam_beta2),
+                eps=self.args.adam_epsilon,
+            )
+            return self.optimizer
         return super().create_optimizer(model)
+
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        """transformers' scheduler over `decay_steps` instead of `max_steps` when `decay_steps` is set, held at its
+        final rate after that step (transformers' schedules are `LambdaLR`s: their step is clamped)."""
+        decay_steps = self.args.decay_steps
+        if decay_steps is None or self.lr_scheduler is not None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        scheduler = super().create_scheduler(decay_steps, optimizer)
+        if not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+            raise ValueError(
+                f"decay_steps needs a LambdaLR schedule; lr_scheduler_type={self.args.lr_scheduler_type} gave "
+                f"{type(scheduler).__name__}."
+            )
+        scheduler.lr_lambdas = [_held_after(f, decay_steps) for f in scheduler.lr_lambdas]
+        return scheduler
 
     # ------------------------------------------------------------------------------------------------------------------
     # Evaluation
@@ -379,6 +426,8 @@ class NeoBERTTrainer(CleanHubPushMixin, CheckpointTreeMixin, Trainer):
             if self._qk_clip is not None and self._qk_clip.last_max_logit is not None:
                 logs["qk_max_logit"] = self._qk_clip.last_max_logit
                 logs["qk_clipped_heads"] = self._qk_clip.last_clipped_heads
+            if self.args.log_weight_norms:
+                logs.update(weight_norms(self.accelerator.unwrap_model(self.model)))
         super().log(logs, start_time)
 
     def _document_share_metrics(self) -> dict[str, float]:
