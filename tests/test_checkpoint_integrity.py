@@ -16,20 +16,20 @@ import pytest
 import torch
 from test_training_fixtures import StatefulStream, make_args, make_trainer, tiny_tokenizer
 
-from neobert_hf.training.checkpointing import (
+from neobert_hf.checkpoints import (
     LOCK_NAME,
     MANIFEST_NAME,
     CheckpointError,
     DamagedCheckpointError,
     OutputDirLock,
     OutputDirLockedError,
-    _process_start,
     clean_leftovers,
     latest_checkpoint,
     list_checkpoints,
     read_manifest,
     resolve_checkpoint,
 )
+from neobert_hf.checkpoints.lock import _process_start
 
 
 class TensorStateStream(StatefulStream):
@@ -124,7 +124,7 @@ def test_a_checkpoint_without_manifest_still_resumes(copy, caplog):
         os.remove(copy / "checkpoints" / step / MANIFEST_NAME)
     assert [s for s, _ in list_checkpoints(copy)] == [2, 4]
     trainer = trainer_for(copy)
-    with caplog.at_level(logging.WARNING, logger="neobert_hf.training.checkpointing"):
+    with caplog.at_level(logging.WARNING, logger="neobert_hf.checkpoints"):
         trainer.train(resume_from_checkpoint="latest")
     assert trainer.state.global_step == 6
     assert any("has no checkpoint_manifest.json" in r.getMessage() for r in caplog.records)
@@ -187,7 +187,7 @@ def test_leftovers_of_interrupted_runs_are_cleaned_or_reported_on_the_next_start
     assert resolve_checkpoint("latest", copy) == str(root / "4")
 
     trainer = trainer_for(copy)
-    with caplog.at_level(logging.WARNING, logger="neobert_hf.training.checkpointing"):
+    with caplog.at_level(logging.WARNING, logger="neobert_hf.checkpoints"):
         trainer.train(resume_from_checkpoint="latest")
     assert trainer.state.global_step == 6
     assert sorted(os.listdir(root)) == ["2", "3", "4", "6"]
@@ -197,7 +197,7 @@ def test_leftovers_of_interrupted_runs_are_cleaned_or_reported_on_the_next_start
 
 
 def test_an_interrupted_rotation_leaves_no_partial_step_folder(copy, monkeypatch):
-    import neobert_hf.training.checkpointing as checkpointing
+    import neobert_hf.checkpoints.tree as checkpointing
 
     real_rmtree = shutil.rmtree
 
@@ -255,7 +255,7 @@ def test_a_stale_lock_is_taken_over_with_a_note(copy, caplog):
     dead.wait()
     write_lock(copy, dead.pid)
     trainer = trainer_for(copy)
-    with caplog.at_level(logging.WARNING, logger="neobert_hf.training.checkpointing"):
+    with caplog.at_level(logging.WARNING, logger="neobert_hf.checkpoints"):
         trainer.train(resume_from_checkpoint="latest")
     assert trainer.state.global_step == 6
     assert any("Took over the stale lock" in r.getMessage() for r in caplog.records)
@@ -298,7 +298,7 @@ def test_the_manifest_stays_out_of_exports_and_loading_checks_it(copy, tmp_path)
 
     from neobert_hf import NeoBERTForMaskedLM
     from neobert_hf.export import export_model
-    from neobert_hf.integrations.checkpoints import CheckpointLoadError, load_pretrained_strict
+    from neobert_hf.checkpoints import CheckpointLoadError, load_pretrained_strict
 
     folder = copy / "checkpoints" / "4"
     AutoModelForMaskedLM.from_pretrained(folder)  # the manifest does not disturb loading

@@ -89,11 +89,27 @@ def test_interrupted_save_leaves_no_folder_under_a_step_name(tmp_path, monkeypat
     monkeypatch.setattr(trainer, "_save_rng_state", crash)
     with pytest.raises(KeyboardInterrupt):
         trainer.train()
+    # transformers' save writes `checkpoint-2/` in place; the callback moves it into the tree only once it is complete
+    assert not (tmp_path / "checkpoints").exists() and (tmp_path / "checkpoint-2").is_dir()
+    assert steps_on_disk(tmp_path) == []
+    with pytest.raises(CheckpointError, match="no complete checkpoint.*Interrupted saves.*checkpoint-2"):
+        resolve_checkpoint("latest", tmp_path)
+    with pytest.raises(CheckpointError, match="has no trainer_state.json"):
+        resolve_checkpoint(tmp_path / "checkpoint-2", tmp_path)
+
+    # a crash while the folder is moved into the tree leaves a temporary folder there, never a step name
+    trainer = make_trainer(args)
+
+    def crash_publish(tmp_dir, final_dir):
+        raise KeyboardInterrupt("simulated crash while publishing")
+
+    monkeypatch.setattr("neobert_hf.checkpoints.callback.publish", crash_publish)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    monkeypatch.undo()
     names = os.listdir(tmp_path / "checkpoints")
     assert "2" not in names and len(names) == 1 and names[0].startswith(".tmp-2-")
-    assert steps_on_disk(tmp_path) == []
-    with pytest.raises(CheckpointError, match="no complete checkpoint.*Interrupted saves"):
-        resolve_checkpoint("latest", tmp_path)
+    assert not (tmp_path / "checkpoint-2").exists()  # the interrupted save of the first run was cleaned up
     with pytest.raises(CheckpointError, match="temporary folder left by an interrupted save"):
         resolve_checkpoint(tmp_path / "checkpoints" / names[0], tmp_path)
 

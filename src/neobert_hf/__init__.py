@@ -30,6 +30,7 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "NeoBERTForSequenceClassification": ".modeling",
     "NeoBERTForTokenClassification": ".modeling",
     "NeoBERTForQuestionAnswering": ".modeling",
+    "CheckpointTreeCallback": ".checkpoints",
 }
 
 __all__ = [*_LAZY_ATTRIBUTES, "register_auto_classes", "__version__"]
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
         NeoBERTModel,
         NeoBERTPreTrainedModel,
     )
+    from .checkpoints import CheckpointTreeCallback
 
 _registered = False
 

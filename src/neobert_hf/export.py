@@ -1,6 +1,6 @@
 """Export a training checkpoint as a clean, self-contained model folder, and push such a folder to the Hub.
 
-A `checkpoints/<step>/` folder (see [`~neobert_hf.training.checkpointing`]) holds the model *and* the state needed
+A `checkpoints/<step>/` folder (see [`~neobert_hf.checkpoints`]) holds the model *and* the state needed
 to resume training (optimizer, scheduler, RNG, trainer state, data position). [`export_model`] writes only the
 model part, rebuilt from a strict load of the weights:
 
@@ -175,70 +175,27 @@ def _list_files(folder: str) -> list[str]:
 
 
 def resolve_model_folder(source: str | os.PathLike) -> str:
-    """The model folder that `source` names: itself when it holds `config.json`, else the latest complete
-    `checkpoints/<step>/` of a run folder.
+    """The model folder that `source` names: itself when it holds `config.json`, else a checkpoint of a run folder
+    (its best when the run recorded one, else its latest), as [`~neobert_hf.checkpoints.resolve_pretrained_path`]
+    resolves every local model source.
 
     Raises:
         [`ExportError`]: when `source` is neither, or is an incomplete checkpoint.
     """
-    source = os.fspath(source)
-    if not os.path.isdir(source):
-        raise ExportError(f"{source} does not exist or is not a folder.")
-    name = os.path.basename(os.path.normpath(source))
-    if name.startswith(".tmp-"):
-        raise ExportError(f"{source} is a temporary folder left by an interrupted checkpoint save; it is incomplete.")
-    if os.path.isfile(os.path.join(source, "config.json")):
-        if not any(
-            os.path.isfile(os.path.join(source, w)) for w in ("model.safetensors", "model.safetensors.index.json")
-        ):
-            raise ExportError(f"{source} has a config.json but no model.safetensors: there are no weights to export.")
-        return source
-    if os.path.isdir(os.path.join(source, "checkpoints")):
-        from .training.checkpointing import latest_checkpoint
+    from .checkpoints import CheckpointLoadError, resolve_pretrained_path
 
-        latest = latest_checkpoint(source)
-        if latest is None:
-            raise ExportError(f"{source}/checkpoints holds no complete checkpoint.")
-        return latest
-    raise ExportError(
-        f"{source} is not a model folder (no config.json) nor a run folder (no checkpoints/). Pass a "
-        "checkpoints/<step>/ folder, an exported folder or a run's output_dir."
-    )
+    try:
+        return resolve_pretrained_path(source, allow_hub_id=False)
+    except CheckpointLoadError as err:
+        raise ExportError(str(err)) from err
 
 
 def load_strict(path: str | os.PathLike, model_class: type, **kwargs: Any):
-    """`model_class.from_pretrained(path)` that fails on any missing, unexpected or mis-shaped weight, for any
-    `PreTrainedModel` class or Auto class (NeoBERT sources with a change of head go through
-    [`~neobert_hf.integrations.checkpoints.load_pretrained_strict`] instead).
+    """[`~neobert_hf.checkpoints.load_strict`] raising [`ExportError`]: `model_class.from_pretrained(path)` that fails
+    on any missing, unexpected or mis-shaped weight."""
+    from .checkpoints import load_strict as _load_strict
 
-    Args:
-        path: a model folder or Hub id.
-        model_class: the class to load.
-        kwargs: passed to `from_pretrained` (`dtype`, `trust_remote_code`, ...).
-
-    Returns:
-        The model, in eval mode.
-
-    Raises:
-        [`ExportError`]: naming every missing, unexpected and mismatched key.
-    """
-    try:
-        model, info = model_class.from_pretrained(os.fspath(path), output_loading_info=True, **kwargs)
-    except RuntimeError as err:  # shape mismatches and state-dict errors
-        raise ExportError(f"The weights in {path} do not load into {model_class.__name__}: {err}") from err
-    parts = []
-    for key, what in (
-        ("missing_keys", "missing keys (they would be randomly initialised)"),
-        ("unexpected_keys", "unexpected keys (they would be silently ignored)"),
-        ("mismatched_keys", "keys with mismatched shapes"),
-        ("error_msgs", "errors"),
-    ):
-        values = sorted(str(k) for k in info.get(key) or ())
-        if values:
-            parts.append(f"{what}: {values}")
-    if parts:
-        raise ExportError(f"The weights in {path} do not match {model_class.__name__}: " + "; ".join(parts) + ".")
-    return model.eval()
+    return _load_strict(path, model_class, error=ExportError, **kwargs)
 
 
 def _stored_keys(folder: str) -> list[str]:
@@ -296,10 +253,10 @@ def _write_sentence_transformers_files(folder: str, pooling: str, normalize: boo
 
 
 def _load_for_export(folder: str, task: str, dtype: str):
-    """Strict load of `folder` into the class of `task` ([`~neobert_hf.integrations.checkpoints.load_pretrained_strict`]
-    with `task_head="load"`): a head that the export has must come from the checkpoint (never a fresh random one);
-    only the source's own head may be left out, when exporting the bare encoder (`task="base"`)."""
-    from .integrations.checkpoints import CheckpointLoadError, load_pretrained_strict
+    """Strict load of `folder` into the class of `task` ([`~neobert_hf.checkpoints.load_pretrained_strict`] with
+    `task_head="load"`): a head that the export has must come from the checkpoint (never a fresh random one); only the
+    source's own head may be left out, when exporting the bare encoder (`task="base"`)."""
+    from .checkpoints import CheckpointLoadError, load_pretrained_strict
 
     try:
         model = load_pretrained_strict(folder, _model_class(task), task_head="load", dtype=_torch_dtype(dtype))
@@ -327,7 +284,7 @@ def export_model(
 
     Args:
         source (`str` or `os.PathLike`):
-            A `checkpoints/<step>/` folder, a run's `output_dir` (its latest complete checkpoint is used) or an
+            A `checkpoints/<step>/` folder, a run's `output_dir` (its recorded best checkpoint, else its latest) or an
             exported folder.
         output_dir (`str` or `os.PathLike`):
             The folder to write. It must not exist or be empty, unless `overwrite`.
@@ -451,7 +408,7 @@ def export_model(
             raise ExportError(f"Training state {leftovers} ended up in the export; nothing was written.")
         load_strict(tmp, model_class)  # the written folder loads with no missing or unexpected key
         files = _list_files(tmp)
-        from .training.checkpointing import publish  # the atomic rename of the checkpoint tree
+        from .checkpoints import publish  # the atomic rename of the checkpoint tree
 
         publish(tmp, output_dir)
     except BaseException:

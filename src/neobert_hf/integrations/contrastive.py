@@ -55,7 +55,7 @@ from sentence_transformers.sentence_transformer.training_args import (  # noqa: 
 )
 
 from ..training.argument_checks import check_training_values  # noqa: E402
-from ..training.checkpointing import CheckpointTreeMixin, checkpoint_dir, resolve_checkpoint  # noqa: E402
+from ..checkpoints import CheckpointTreeTrainerMixin  # noqa: E402
 from ..training.output_dir import TrainingBegan, check_output_dir, failed_start_cleanup  # noqa: E402
 from ..training.hub import STAGING_PREFIX, CleanHubPushMixin  # noqa: E402
 
@@ -626,11 +626,13 @@ class ContrastiveTrainingArguments(SentenceTransformerTrainingArguments):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class ContrastiveTrainer(CleanHubPushMixin, CheckpointTreeMixin, SentenceTransformerTrainer):
+class ContrastiveTrainer(CleanHubPushMixin, CheckpointTreeTrainerMixin, SentenceTransformerTrainer):
     """`SentenceTransformerTrainer` with SimCSE batch mixing and the package's checkpoint tree
-    ([`~neobert_hf.training.checkpointing.CheckpointTreeMixin`]). With `push_to_hub` it uploads only the model files
-    of a saved sentence-transformers folder ([`~neobert_hf.export.push_allow_list`]), never the checkpoint tree
-    ([`~neobert_hf.training.hub.CleanHubPushMixin`]).
+    ([`~neobert_hf.checkpoints.CheckpointTreeCallback`]: each `checkpoints/<step>/` a loadable sentence-transformers
+    folder with its own model card; `resume_from_checkpoint` takes `latest`, a step or a folder; the step where
+    training stops is saved, holding the output folder's lock throughout). With `push_to_hub` it uploads only the
+    model files of a saved sentence-transformers folder ([`~neobert_hf.export.push_allow_list`]), never the checkpoint
+    tree ([`~neobert_hf.training.hub.CleanHubPushMixin`]).
 
     Args:
         pretraining_prob (`float`, *optional*): when the training dataset is a `DatasetDict` with `pairs` and
@@ -653,24 +655,6 @@ class ContrastiveTrainer(CleanHubPushMixin, CheckpointTreeMixin, SentenceTransfo
     def _is_train_concat(self, concat) -> bool:
         train = self.train_dataset
         return isinstance(train, dict) and [len(d) for d in concat.datasets] == [len(d) for d in train.values()]
-
-    def train(self, resume_from_checkpoint: str | int | bool | None = None, **kwargs):
-        """Trains; `resume_from_checkpoint` is `latest`/`True`, a step number or a checkpoint folder. The final step
-        is always saved to `<output_dir>/checkpoints/<step>/`."""
-        if resume_from_checkpoint is None:
-            resume_from_checkpoint = self.args.resume_from_checkpoint
-        path = None
-        if resume_from_checkpoint not in (None, False):
-            path = resolve_checkpoint(resume_from_checkpoint, self.args.output_dir)
-        with self.output_dir_lock():  # held through the final save, so no other run slips in between
-            output = super().train(resume_from_checkpoint=path, **kwargs)
-            final = checkpoint_dir(self.args.output_dir, self.state.global_step)
-            if self.state.global_step > 0 and not os.path.isdir(final):
-                self._save_checkpoint(self.model_wrapped, trial=None)
-        return output
-
-    def _save_checkpoint_files(self, tmp_dir: str, final_dir: str) -> None:
-        """Nothing beyond the sentence-transformers folder: `save_model` already wrote its own model card."""
 
     push_needs_processing_class = False  # the SentenceTransformer saves its own tokenizer
 
@@ -760,7 +744,7 @@ def prepare_contrastive(args: ContrastiveArguments, training_args: ContrastiveTr
 
     import neobert_hf  # noqa: F401 - registers the NeoBERT config
 
-    from .checkpoints import resolve_pretrained_path
+    from ..checkpoints import resolve_pretrained_path
     from .sentence_transformers import build_sentence_transformer
 
     from ..training.hub import check_push_arguments

@@ -45,13 +45,15 @@ from ..data import (
 from ..converters.arguments import PrecisionArguments
 from ..modeling import NeoBERTConfig, NeoBERTForMaskedLM
 from .arguments import NeoBERTTrainingArguments
-from .checkpointing import (
+from ..checkpoints import (
     CheckpointError,
-    check_run_not_finished,
+    CheckpointLoadError,
+    check_resumable,
     checkpoints_root,
     latest_checkpoint,
     list_checkpoints,
     load_data_state,
+    load_strict,
     resolve_checkpoint,
 )
 from .argument_checks import check_training_values
@@ -288,17 +290,7 @@ def _resolve_resume(args: NeoBERTTrainingArguments) -> str | None:
             "overwrite_output_dir deletes it. Pass one of them."
         )
     path = resolve_checkpoint(spec, args.output_dir)
-    if not any(name.startswith("optimizer") for name in os.listdir(path)):
-        raise CheckpointError(
-            f"{path} holds no optimizer state (saved with save_only_model?), so training cannot resume from it. Start a "
-            "new run from its weights instead: --model_name_or_path " + path
-        )
-    check_run_not_finished(path, args.max_steps)
-    if not args.ignore_data_skip and load_data_state(path) is None:
-        raise CheckpointError(
-            f"{path} holds no data_state.json/.pt, so the position in the training data cannot be restored. Pass "
-            "--ignore_data_skip true to restart the data from its beginning."
-        )
+    check_resumable(path, args, stream=True)  # pretraining reads a stream; the Trainer verifies the hashes
     return path
 
 
@@ -663,15 +655,15 @@ def build_model(model_args: ModelArguments, config: NeoBERTConfig, seed: int) ->
     implementation = model_args.attn_implementation
     if model_args.model_name_or_path is None:
         return NeoBERTForMaskedLM._from_config(config, attn_implementation=implementation)
-    model, info = AutoModelForMaskedLM.from_pretrained(
-        model_args.model_name_or_path, config=config, attn_implementation=implementation, output_loading_info=True
-    )
-    problems = {k: sorted(v) for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
-    if problems:
-        raise ValueError(
-            f"The weights in {model_args.model_name_or_path!r} do not match a NeoBERT masked-LM model: {problems}. "
-            "Continue from a NeoBERTForMaskedLM checkpoint (a checkpoints/<step>/ folder or an export with its decoder)."
+    try:
+        model = load_strict(
+            model_args.model_name_or_path, AutoModelForMaskedLM, config=config, attn_implementation=implementation
         )
+    except CheckpointLoadError as err:
+        raise ValueError(
+            f"{err} Continue from a NeoBERTForMaskedLM checkpoint (a checkpoints/<step>/ folder or an export with its "
+            "decoder)."
+        ) from err
     return model
 
 
