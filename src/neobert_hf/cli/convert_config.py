@@ -55,7 +55,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = build_argument_parser()
 
     def error(message: str):
-        raise MigrationError(f"{message}. Usage: neobert-hf convert-config OLD.yaml -o recipe.yaml [--section.key value ...]")
+        raise MigrationError(
+            f"{message}. Usage: neobert-hf convert-config OLD.yaml -o recipe.yaml [--section.key value ...]"
+        )
 
     parser.error = error  # type: ignore[method-assign]
     return parser.parse_known_args(argv)

@@ -1,0 +1,378 @@
+"""Converters of the table: `(value, ctx) -> {recipe key: value}`, or `NoEquivalent(reason)` for a value that has
+no equivalent. Unit changes (a warmup percent, betas, SimCSE's log weight) live here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+from .base import GLUE, PRETRAIN, Context, MigrationError, NoEquivalent
+
+
+def _number(value: Any) -> float:
+    """PyYAML reads `1e-4` (no dot) as a string: numbers are taken from strings too."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise MigrationError(f"expected a number, got {value!r}") from None
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise MigrationError(f"expected true or false, got {value!r}")
+
+
+def _mixed_precision(value: Any, ctx: Context) -> dict[str, Any]:
+    # The original accepts a bool (True: bf16), 'bf16', 'no' and 'fp32' (same as 'no'); fp16 was refused there too.
+    mode = ("bf16" if value else "no") if isinstance(value, bool) else str(value).strip().lower()
+    if mode in ("bf16", "no", "fp32"):
+        return {"bf16": mode == "bf16"}
+    if mode == "fp16":
+        raise NoEquivalent("fp16 was refused by the original trainer and is by neobert-hf: use bf16")
+    raise MigrationError(f"mixed_precision must be bf16, no or fp32, got {value!r}")
+
+
+_ATTENTION = {"sdpa": "sdpa", "flash_attn_varlen": "flash_attention_2"}
+
+
+def _attn_backend(value: Any, ctx: Context) -> dict[str, Any]:
+    name = str(value).strip().lower()
+    if name not in _ATTENTION:
+        raise MigrationError(f"model.attn_backend must be sdpa or flash_attn_varlen, got {value!r}")
+    return {"attn_implementation": _ATTENTION[name]}
+
+
+def _legacy_attention(value: Any, ctx: Context) -> dict[str, Any]:
+    return {"attn_implementation": "flash_attention_2" if _flag(value) else "sdpa"}
+
+
+def _superseded_by(*keys: str) -> Callable[[Context], None]:
+    def check(ctx: Context) -> None:
+        for key in keys:
+            if ctx.given(key):
+                raise NoEquivalent(f"superseded by {key} (the original trainer's precedence)")
+
+    return check
+
+
+def _model_source(target: str, *winners: str) -> Callable[[Any, Context], dict[str, Any]]:
+    def convert(value: Any, ctx: Context) -> dict[str, Any]:
+        _superseded_by(*winners)(ctx)
+        return {target: str(value)}
+
+    return convert
+
+
+def _tokenizer_name(target: str) -> Callable[[Any, Context], dict[str, Any]]:
+    def convert(value: Any, ctx: Context) -> dict[str, Any]:
+        _superseded_by("tokenizer.path")(ctx)
+        return {target: str(value)}
+
+    return convert
+
+
+def _dataset_name(target: str) -> Callable[[Any, Context], dict[str, Any]]:
+    def convert(value: Any, ctx: Context) -> dict[str, Any]:
+        _superseded_by("dataset.path")(ctx)
+        return {target: str(value)}
+
+    return convert
+
+
+def _dataset_path(target: str) -> Callable[[Any, Context], dict[str, Any]]:
+    def convert(value: Any, ctx: Context) -> dict[str, Any]:
+        if value == "":
+            raise NoEquivalent("empty: dataset.name is used")
+        return {target: str(value)}
+
+    return convert
+
+
+def _with_workers(target: str) -> Callable[[Any, Context], dict[str, Any]]:
+    def convert(value: Any, ctx: Context) -> dict[str, Any]:
+        workers = ctx.get("dataset.num_workers", 0) if ctx.subcommand != GLUE else ctx.get("glue.num_workers", 0)
+        if not int(_number(workers)) and ctx.subcommand != PRETRAIN:
+            raise NoEquivalent("no effect without DataLoader workers")
+        if ctx.subcommand == PRETRAIN:
+            raise NoEquivalent("pretraining reads data in the main process (exact resume of the stream position)")
+        return {target: value}
+
+    return convert
+
+
+def _workers(value: Any, ctx: Context) -> dict[str, Any]:
+    if ctx.subcommand == PRETRAIN:
+        raise NoEquivalent(
+            "pretraining reads data in the main process (dataloader_num_workers must be 0 so that the stream "
+            "position resumes exactly); tokenize ahead with `neobert-hf preprocess` for speed"
+        )
+    return {"dataloader_num_workers": value}
+
+
+def _gradient_clipping(value: Any, ctx: Context) -> dict[str, Any]:
+    # None (the original's default) is no clipping; transformers clips at 1.0 unless max_grad_norm is 0.
+    return {"max_grad_norm": 0.0 if value is None else _number(value)}
+
+
+_NULL_AWARE = (_gradient_clipping,)
+
+
+def _scheduler_name(value: Any, ctx: Context) -> dict[str, Any]:
+    name = str(value).strip().lower()
+    return {"lr_scheduler_type": {"constant": "constant_with_warmup"}.get(name, name)}
+
+
+def _warmup_steps(value: Any, ctx: Context) -> dict[str, Any]:
+    _superseded_by("scheduler.warmup_percent")(ctx)
+    return {"warmup_steps": int(_number(value))}
+
+
+def _schedule_length(ctx: Context) -> float | None:
+    total = ctx.get("scheduler.total_steps")
+    return _number(total) if total is not None else (_number(ctx.get("trainer.max_steps", 1_000_000)))
+
+
+def _warmup_percent(value: Any, ctx: Context) -> dict[str, Any]:
+    fraction = _number(value) / 100.0
+    if not 0.0 <= fraction <= 1.0:
+        raise MigrationError(f"scheduler.warmup_percent must be in [0, 100], got {value!r}")
+    total = ctx.get("scheduler.total_steps")
+    max_steps = ctx.get("trainer.max_steps", 1_000_000)
+    if total is None or _number(total) == _number(max_steps):
+        if fraction < 1.0:
+            # warmup_steps below 1 is a fraction of the training steps in transformers.
+            return {"warmup_steps": fraction}
+        total = max_steps
+    return {"warmup_steps": int(math.ceil(_number(total) * fraction))}
+
+
+def _decay_end(key: str) -> Callable[[Any, Context], dict[str, Any]]:
+    def convert(value: Any, ctx: Context) -> dict[str, Any]:
+        max_steps = _number(ctx.get("trainer.max_steps", 1_000_000))
+        if key == "decay_percent":
+            end = _schedule_length(ctx) * _number(value) / 100.0
+        else:
+            end = _number(value)
+        if key == "total_steps" and (ctx.given("scheduler.decay_steps") or ctx.given("scheduler.decay_percent")):
+            raise NoEquivalent("only sets the base of the percentages, converted with them")
+        if key == "decay_steps" and ctx.given("scheduler.decay_percent"):
+            raise NoEquivalent("superseded by scheduler.decay_percent (the original trainer's precedence)")
+        if math.isclose(end, max_steps):
+            return {}
+        raise NoEquivalent(
+            f"the schedule would end at step {end:g} but neobert-hf decays over max_steps ({max_steps:g}); set "
+            "max_steps to it or accept the longer decay"
+        )
+
+    return convert
+
+
+def _final_lr_ratio(value: Any, ctx: Context) -> dict[str, Any]:
+    name = str(ctx.get("scheduler.name", "cosine")).strip().lower()
+    if name not in ("cosine", "linear"):
+        raise NoEquivalent(f"applies to cosine or linear schedules in neobert-hf, not {name!r}")
+    return {"final_lr_ratio": _number(value)}
+
+
+_OPTIMIZERS = {"adamw": "adamw", "muonclip": "muonclip", "muon": "muonclip"}
+
+
+def _optimizer_name(value: Any, ctx: Context) -> dict[str, Any]:
+    name = str(value).strip().lower()
+    if name == "adam":
+        raise NoEquivalent("adam (L2 weight decay) is not available; neobert-hf uses AdamW (decoupled decay)")
+    if name not in _OPTIMIZERS:
+        raise MigrationError(f"optimizer.name must be adamw, adam or muonclip, got {value!r}")
+    if ctx.subcommand == PRETRAIN:
+        return {"optimizer": _OPTIMIZERS[name]}
+    if name != "adamw":
+        raise NoEquivalent("MuonClip is for pretraining only in neobert-hf; fine-tuning uses AdamW")
+    return {"optim": "adamw_torch"}
+
+
+def _betas(value: Any, ctx: Context) -> dict[str, Any]:
+    if isinstance(value, str):
+        value = [part for part in re.split(r"[\s,\[\]()]+", value) if part]
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise MigrationError(f"optimizer.betas must be two numbers, got {value!r}")
+    return {"adam_beta1": _number(value[0]), "adam_beta2": _number(value[1])}
+
+
+def _only_muonclip(ctx: Context) -> None:
+    if str(ctx.get("optimizer.name", "adamw")).strip().lower() not in ("muonclip", "muon"):
+        raise NoEquivalent("optimizer.name is not muonclip: MuonClip settings have no effect")
+
+
+def _muon(target: str, transform: Callable[[Any], Any] = lambda v: v) -> Callable[[Any, Context], dict[str, Any]]:
+    def convert(value: Any, ctx: Context) -> dict[str, Any]:
+        _only_muonclip(ctx)
+        return {target: transform(value)}
+
+    return convert
+
+
+def _qk_clip(target: str) -> Callable[[Any, Context], dict[str, Any]]:
+    def convert(value: Any, ctx: Context) -> dict[str, Any]:
+        _only_muonclip(ctx)
+        if not _flag(ctx.get("optimizer.muon_config.enable_clipping", True)):
+            raise NoEquivalent("QK-clip is off (enable_clipping: false)")
+        return {target: value}
+
+    return convert
+
+
+def _enable_clipping(value: Any, ctx: Context) -> dict[str, Any]:
+    _only_muonclip(ctx)
+    return {} if _flag(value) else {"qk_clip_threshold": None}
+
+
+def _must_equal(expected: Any, reason: str, normalize: Callable[[Any], Any] = lambda v: v):
+    def convert(value: Any, ctx: Context) -> dict[str, Any]:
+        if normalize(value) == expected:
+            return {}
+        raise NoEquivalent(reason)
+
+    return convert
+
+
+def _orthogonalization(value: Any, ctx: Context) -> dict[str, Any]:
+    name = str(value).strip().lower().replace("-", "_")
+    if name in ("newton_schulz", "ns"):
+        return {}
+    raise NoEquivalent(f"{value!r}: torch.optim.Muon orthogonalizes with Newton-Schulz iterations only")
+
+
+def _polar_express(value: Any, ctx: Context) -> dict[str, Any]:
+    if not _flag(value):
+        return {}
+    raise NoEquivalent("torch.optim.Muon orthogonalizes with Newton-Schulz iterations only")
+
+
+def _norm_factor(value: Any, ctx: Context) -> dict[str, Any]:
+    _only_muonclip(ctx)
+    name = str(value).strip().lower().replace("-", "_")
+    name = {"legacy_compat": "neobert", "muon_reference": "original"}.get(name, name)
+    if name in ("original", "match_rms_adamw"):
+        return {"muon_adjust_lr": name}
+    raise NoEquivalent(f"{value!r}: Muon's update scale is 'original' or 'match_rms_adamw' (muon_adjust_lr)")
+
+
+def _report_to(value: Any, ctx: Context) -> dict[str, Any]:
+    return {"report_to": "wandb" if _flag(value) else "none"}
+
+
+_WANDB_ENV = {"project": "WANDB_PROJECT", "entity": "WANDB_ENTITY", "tags": "WANDB_TAGS", "mode": "WANDB_MODE",
+              "dir": "WANDB_DIR", "resume": "WANDB_RESUME", "watch": "WANDB_WATCH"}  # fmt: skip
+
+
+def _wandb_env(key: str) -> Callable[[Any, Context], dict[str, Any]]:
+    def convert(value: Any, ctx: Context) -> dict[str, Any]:
+        if not _flag(ctx.get("wandb.enabled", False)):
+            raise NoEquivalent("W&B is off (wandb.enabled is false)")
+        shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        raise NoEquivalent(f"no recipe key; transformers' W&B callback reads {_WANDB_ENV[key]}={shown}")
+
+    return convert
+
+
+def _run_name(value: Any, ctx: Context) -> dict[str, Any]:
+    return {"run_name": str(value)}
+
+
+def _early_stopping(value: Any, ctx: Context) -> dict[str, Any]:
+    patience = int(_number(value))
+    if patience <= 0:
+        return {}
+    return {"early_stopping_patience": patience}
+
+
+def _save_model(value: Any, ctx: Context) -> dict[str, Any]:
+    return {"save_final_checkpoint": _flag(value)}
+
+
+def _tf32(value: Any, ctx: Context) -> dict[str, Any]:
+    if not _flag(value):
+        return {"tf32": False}
+    raise NoEquivalent(
+        "the original enabled TF32 only where supported; transformers refuses tf32: true elsewhere, so add "
+        "--tf32 true on Ampere or newer GPUs"
+    )
+
+
+def _debug(value: Any, ctx: Context) -> dict[str, Any]:
+    return {"log_level": "debug"} if _flag(value) else {}
+
+
+def _checkpoint_selector(value: Any, ctx: Context) -> dict[str, Any]:
+    return {"checkpoint": str(value)}
+
+
+def _contrastive_checkpoint(value: Any, ctx: Context) -> dict[str, Any]:
+    if str(value).strip().lower() == "latest":
+        return {}
+    raise NoEquivalent(
+        "give the checkpoint folder itself as model_name_or_path (a run folder means its latest checkpoint)"
+    )
+
+
+def _pooling(value: Any, ctx: Context) -> dict[str, Any]:
+    name = str(value).strip().lower()
+    return {"pooling": {"avg": "mean", "average": "mean"}.get(name, name)}
+
+
+def _contrastive_loss(value: Any, ctx: Context) -> dict[str, Any]:
+    name = str(value).strip().lower()
+    if name == "simcse":
+        return {"loss_type": "infonce"}
+    raise NoEquivalent(f"{value!r}: neobert-hf has InfoNCE losses only (infonce, cached_infonce)")
+
+
+def _hard_negative_weight(value: Any, ctx: Context) -> dict[str, Any]:
+    # SimCSE's convention: the original's value is the logarithm of the weight (0 = weight 1 = plain InfoNCE).
+    return {"hard_negative_weight": math.exp(_number(value))}
+
+
+def _mteb_task_type(value: Any, ctx: Context) -> dict[str, Any]:
+    names = value if isinstance(value, (list, tuple)) else [value]
+    if any(str(name).strip().lower() == "all" for name in names):
+        raise NoEquivalent("'all' is not a task type here: name task_types (e.g. [STS, Retrieval]) or tasks")
+    known = {t.lower(): t for t in ("Classification", "Clustering", "PairClassification", "Reranking",
+                                    "Retrieval", "STS", "Summarization", "BitextMining", "MultilabelClassification",
+                                    "InstructionRetrieval")}  # fmt: skip
+    return {"task_types": [known.get(str(name).strip().lower(), str(name)) for name in names]}
+
+
+def _enabled_section(section: str, backend: str) -> Callable[[Any, Context], dict[str, Any]]:
+    def convert(value: Any, ctx: Context) -> dict[str, Any]:
+        return {"precision_backend": backend} if _flag(value) else {}
+
+    return convert
+
+
+def _in_section(section: str, target: str, transform: Callable[[Any], Any] = lambda v: v):
+    def convert(value: Any, ctx: Context) -> dict[str, Any]:
+        if not _flag(ctx.get(f"{section}.enable", False)):
+            raise NoEquivalent(f"{section}.enable is false: the section has no effect")
+        return {target: transform(value)}
+
+    return convert
+
+
+def _torchao_recipe(value: Any) -> str:
+    name = str(value).strip().lower()
+    return name[len("float8_"):] if name.startswith("float8_") else name
+
+
+def _quartet_recipe(value: Any, ctx: Context) -> dict[str, Any]:
+    if str(value).strip().lower() in ("quartet_ii", "quartet2"):
+        return {}
+    raise NoEquivalent(f"{value!r}: the Quartet-II recipe is the only one")
