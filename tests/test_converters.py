@@ -559,3 +559,43 @@ def test_quartet_needs_blackwell_sm120_and_a_matching_qutlass(monkeypatch):
     converted, skipped = converter.select(Shapes(a=(256, 128), b=(64, 128)))
     assert converted == ["a"] and "multiples of 128" in skipped["b"]
     assert "Quartet-II's linear ignores" in converter._skip_reason("decoder", nn.Linear(128, 128))
+
+
+def test_precision_arguments_are_grouped_per_converter_and_stay_flat():
+    """Each converter's options live in its own dataclass with its own checks; PrecisionArguments inherits them, so
+    the command line and the recipes keep one flat key per option."""
+    import dataclasses
+
+    from transformers import HfArgumentParser
+
+    from neobert_hf.converters.arguments import (
+        ConversionArguments,
+        KernelArguments,
+        QuartetArguments,
+        TorchAOArguments,
+        TransformerEngineArguments,
+    )
+
+    groups = [ConversionArguments, TorchAOArguments, TransformerEngineArguments, QuartetArguments, KernelArguments]
+    names = [f.name for group in groups for f in dataclasses.fields(group)]
+    assert len(names) == len(set(names))  # every option belongs to exactly one group
+    flat = [f.name for f in dataclasses.fields(PrecisionArguments)]
+    assert flat[0] == "precision_backend" and set(flat) == {*names, "precision_backend"}
+    (args,) = HfArgumentParser(PrecisionArguments).parse_args_into_dataclasses(
+        ["--precision_backend", "torchao", "--torchao_recipe", "tensorwise", "--enable_fsdp_float8_all_gather", "true",
+         "--filter_fqns", "decoder", "qkv"]  # fmt: skip
+    )
+    assert args.converter_options() == {
+        "recipe": "tensorwise",
+        "auto_filter_small_kn": False,
+        "enable_fsdp_float8_all_gather": True,
+        "precompute_float8_dynamic_scale_for_fsdp": False,
+        "filter_fqns": ["decoder", "qkv"],
+        "skip_first_last_linear": False,
+    }
+    assert PrecisionArguments().converter_options() == {}
+    # A group alone checks its own combinations, as a converter built directly does.
+    with pytest.raises(ValueError, match="apply to te_recipe=nvfp4 only"):
+        TransformerEngineArguments(te_recipe="fp8_current", disable_rht=True)
+    with pytest.raises(ValueError, match="needs torchao_recipe=tensorwise"):
+        TorchAOArguments(torchao_recipe="rowwise", enable_fsdp_float8_all_gather=True)

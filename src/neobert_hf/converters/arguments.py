@@ -306,25 +306,7 @@ _BACKEND_OF = {f.name: group.backend for group in _BACKEND_GROUPS for f in datac
 
 
 @dataclass
-class PrecisionArguments(
-    KernelArguments, QuartetArguments, TransformerEngineArguments, TorchAOArguments, ConversionArguments
-):
-    r"""Low-precision training (torchao, Transformer Engine, Quartet-II) and the kernel backend of `neobert-hf pretrain`.
-
-    The converter named by `precision_backend` replaces the selected `nn.Linear` layers of the model at the end of
-    `Trainer.__init__` (see [`~neobert_hf.converters.PrecisionCallback`]), before activation checkpointing,
-    `torch.compile`, distributed wrapping and the optimizer. Checkpoints and exports always hold plain weights
-    that load into an unconverted model.
-
-    Example:
-
-    ```python
-    >>> from neobert_hf.converters import PrecisionArguments
-    >>> PrecisionArguments(precision_backend="torchao", torchao_recipe="rowwise").filter_fqns
-    ['decoder']
-    ```
-    """
-
+class _BackendSelection:
     precision_backend: PrecisionBackend = field(
         default="none",
         metadata={
@@ -334,6 +316,38 @@ class PrecisionArguments(
             "sm120 and bf16 only). Exactly one backend can be selected."
         },
     )
+
+
+@dataclass
+class PrecisionArguments(
+    KernelArguments,
+    QuartetArguments,
+    TransformerEngineArguments,
+    TorchAOArguments,
+    ConversionArguments,
+    _BackendSelection,  # last base, so precision_backend comes first in --help
+):
+    r"""Low-precision training (torchao, Transformer Engine, Quartet-II) and the kernel backend of `neobert-hf pretrain`.
+
+    The converter named by `precision_backend` replaces the selected `nn.Linear` layers of the model at the end of
+    `Trainer.__init__` (see [`~neobert_hf.converters.PrecisionCallback`]), before activation checkpointing,
+    `torch.compile`, distributed wrapping and the optimizer. Checkpoints and exports always hold plain weights
+    that load into an unconverted model.
+
+    The fields come from the per-converter groups it inherits ([`ConversionArguments`], [`TorchAOArguments`],
+    [`TransformerEngineArguments`], [`QuartetArguments`], [`KernelArguments`]): inheritance rather than nested
+    dataclasses because `HfArgumentParser` makes flags of one flat dataclass, so every option stays a flat flag and
+    recipe key. Each group checks its own options; this class adds the checks across groups (one backend selected,
+    its recipe given, no option of another backend set).
+
+    Example:
+
+    ```python
+    >>> from neobert_hf.converters import PrecisionArguments
+    >>> PrecisionArguments(precision_backend="torchao", torchao_recipe="rowwise").filter_fqns
+    ['decoder']
+    ```
+    """
 
     def __post_init__(self):
         if isinstance(self.filter_fqns, str):
