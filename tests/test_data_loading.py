@@ -184,3 +184,27 @@ def test_errors_say_what_is_wrong(tmp_path, cache):
         load_pretraining_data(tmp_path / "rows.jsonl", eval_fraction=0.1, eval_samples=3)
     with pytest.raises(ValueError, match="HF_HUB_OFFLINE=1"):
         load_pretraining_data("someone/not-a-cached-dataset", cache_dir=cache)
+
+
+def test_load_split_is_the_one_path_for_files_folders_and_splits(tmp_path, cache):
+    """GLUE and contrastive data go through `load_split`: a file is one split whatever the split name, a folder must
+    have the split, extensions can be restricted, and a bad line is named with its file, line and column."""
+    from neobert_hf.data.loading import FILE_FORMATS, load_split
+
+    path = write_jsonl(tmp_path / "rows.jsonl", [{"text": t} for t in TEXTS])
+    assert len(load_split(path, "validation", cache_dir=cache)) == 50  # a file is its own split
+    assert len(load_split(path, "validation[:5]", cache_dir=cache)) == 5
+    DatasetDict(train=Dataset.from_dict({"text": TEXTS[:4]})).save_to_disk(str(tmp_path / "saved"))
+    with pytest.raises(ValueError, match=r"the pairs has no split 'validation'; its splits: \['train'\]"):
+        load_split(tmp_path / "saved", "validation", what="the pairs")
+    (tmp_path / "table.parquet").write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"train_file .*table.parquet: use a .csv or .json file"):
+        load_split(tmp_path / "table.parquet", what="train_file", extensions=(".csv", ".json"))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{"text": oops}\n')
+    with pytest.raises(ValueError, match=r"Cannot read train_file: .*bad.jsonl, line 2: not valid JSON .*column 10"):
+        load_split(bad, what="train_file", cache_dir=cache)
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ValueError, match="train_file is empty"):
+        load_split(tmp_path / "empty.csv", what="train_file", cache_dir=cache)
+    assert FILE_FORMATS[".tsv"] == ("csv", {"sep": "\t"}) and FILE_FORMATS[".jsonl"][0] == "json"
