@@ -7,10 +7,10 @@ Pieces, each usable on its own:
   `mini_batch_size` chunks so the batch can be much larger than what fits in memory. Sentence-transformers has no
   per-negative weight, so a `hard_negative_weight` other than 1 uses [`WeightedHardNegativesLoss`] (or its cached
   twin), which multiplies each anchor's own hard negatives by `w` inside the softmax denominator.
-- **Data.** Datasets with `(anchor, positive[, negative...])` columns from the Hub or local files; the earlier
-  system's `(query, corpus, negative)` schema is mapped onto them, and a `negative` column holding lists becomes
+- **Data.** Datasets with `(anchor, positive[, negative...])` columns from the Hub or local files; a
+  `(query, corpus, negative)` schema is mapped onto them, and a `negative` column holding lists becomes
   `negative_1 ... negative_k`.
-- **SimCSE mixing** (`pretraining_prob`, like the earlier system): per *batch*, with probability `pretraining_prob`
+- **SimCSE mixing** (`pretraining_prob`): per *batch*, with probability `pretraining_prob`
   the batch is an unsupervised SimCSE batch (`anchor == positive`, the two views differ only by dropout) drawn from
   a text source, otherwise a supervised batch. [`SimCSEMixBatchSampler`] draws the coin; an epoch has as many
   batches as the supervised data.
@@ -82,7 +82,7 @@ logger = logging.getLogger(__name__)
 LossType = Literal["infonce", "cached_infonce"]
 LOSS_TYPES: tuple[str, ...] = get_args(LossType)
 
-# The earlier system's contrastive schema -> sentence-transformers' column order (anchor, positive, negatives).
+# The query/corpus/negative contrastive schema -> sentence-transformers' column order (anchor, positive, negatives).
 LEGACY_COLUMNS: dict[str, str] = {"query": "anchor", "corpus": "positive", "negative": "negative"}
 
 SIMCSE_KEY, PAIRS_KEY = "simcse", "pairs"
@@ -298,7 +298,7 @@ def prepare_contrastive_dataset(dataset, column_mapping: dict[str, str] | None =
     """Rename and order the columns as `anchor, positive[, negative_1, ...]`, which is how sentence-transformers'
     losses read them (by position).
 
-    Without `column_mapping`, the earlier system's `query`/`corpus`/`negative` columns are renamed to
+    Without `column_mapping`, `query`/`corpus`/`negative` columns are renamed to
     `anchor`/`positive`/`negative` ([`LEGACY_COLUMNS`]). A negative column holding lists (several hard negatives
     per row) is expanded into `negative_1 ... negative_k`; every row must have the same number. Other columns are
     dropped.
@@ -498,7 +498,7 @@ class ContrastiveArguments:
     train_dataset: str | None = field(
         default=None,
         metadata={"help": "(Required) Training data: a .jsonl/.json/.csv/.tsv/.parquet file, a save_to_disk folder or "
-                  "a Hub id, with anchor/positive[/negative...] columns or the earlier (query, corpus, negative) "
+                  "a Hub id, with anchor/positive[/negative...] columns or a (query, corpus, negative) "
                   "schema."},
     )
     tokenizer_name_or_path: str | None = field(
@@ -524,7 +524,7 @@ class ContrastiveArguments:
     eval_split: str = field(default="validation", metadata={"help": "Split of a Hub or save_to_disk eval dataset."})
     column_mapping: str | None = field(
         default=None,
-        metadata={"help": "JSON object {column: anchor|positive|negative|negative_<i>}; default maps the earlier "
+        metadata={"help": "JSON object {column: anchor|positive|negative|negative_<i>}; default maps "
                   "query/corpus/negative columns."},
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
