@@ -353,18 +353,28 @@ def test_warmup_percent_is_a_fraction_of_the_schedule():
 
     assert warmup({"warmup_percent": 5}) == 0.05
     assert warmup({"warmup_percent": "2.5", "warmup_steps": 10_000}) == 0.025  # the percent wins, as it did
-    assert warmup({"warmup_percent": 10, "total_steps": 2000}) == 200  # a base other than max_steps: steps
+    # The original's base is total_steps, which becomes decay_steps: the fraction then applies to it here too.
+    assert warmup({"warmup_percent": 10, "total_steps": 2000}) == 0.1
+    # Here the two bases differ (the original's is total_steps, decay_steps ends the decay): a step count.
+    assert warmup({"warmup_percent": 10, "total_steps": 2000, "decay_steps": 1500}) == 200
     assert warmup({"warmup_percent": 100}) == 1000
     with pytest.raises(MigrationError, match="warmup_percent"):
         warmup({"warmup_percent": 150})
+    glue = {"task": "glue", "trainer": {"max_steps": 1000}, "scheduler": {"warmup_percent": 10, "total_steps": 2000}}
+    assert convert_config(glue).recipe["warmup_steps"] == 200
 
 
-def test_schedule_horizon_other_than_max_steps_is_reported():
-    conversion = convert_config({"trainer": {"max_steps": 1000}, "scheduler": {"decay_steps": 800}})
-    (row,) = [row for row in conversion.report if row.old == "scheduler.decay_steps"]
+def test_schedule_length():
+    def recipe(scheduler, task="pretraining"):
+        return convert_config({"task": task, "trainer": {"max_steps": 1000}, "scheduler": scheduler})
+
+    assert recipe({"decay_steps": 800}).recipe["decay_steps"] == 800
+    assert recipe({"decay_percent": 50, "decay_steps": 800, "total_steps": 4000}).recipe["decay_steps"] == 2000
+    assert recipe({"total_steps": 3000}).recipe["decay_steps"] == 3000
+    # GLUE and contrastive decay over max_steps: another length is reported, the same one writes nothing.
+    (row,) = [row for row in recipe({"decay_steps": 800}, "glue").report if row.old == "scheduler.decay_steps"]
     assert row.outcome == "refused" and "step 800" in row.reason and "max_steps (1000)" in row.reason
-    conversion = convert_config({"trainer": {"max_steps": 1000}, "scheduler": {"decay_percent": 100}})
-    (row,) = [row for row in conversion.report if row.old == "scheduler.decay_percent"]
+    (row,) = [row for row in recipe({"decay_percent": 100}, "glue").report if row.old == "scheduler.decay_percent"]
     assert row.outcome == "dropped"
 
 
@@ -373,23 +383,29 @@ def test_muonclip_settings():
         "optimizer": {"name": "muonclip", "lr": "2e-4", "muon_config": {
             "muon_beta": 0.9, "muon_decay": 0.01, "ns_steps": 6, "clipping_threshold": 40, "clipping_alpha": 0.4,
             "clipping_warmup_steps": 5, "clipping_interval": 2, "clipping_qk_chunk_size": 256,
-            "norm_factor": "match_rms_adamw", "orthogonalization": "polar_express"}},
+            "norm_factor": "match_rms_adamw", "orthogonalization": "polar_express", "detect_anomalies": True,
+            "nesterov": False}},
     }  # fmt: skip
     conversion = convert_config(config)
     recipe = migration.coerce_to_fields(conversion.recipe, "pretrain")
     assert recipe["optimizer"] == "muonclip" and recipe["muon_momentum"] == 0.9 and recipe["muon_ns_steps"] == 6
     assert recipe["qk_clip_threshold"] == 40.0 and recipe["qk_clip_interval"] == 2 and recipe["qk_clip_alpha"] == 0.4
     assert recipe["muon_weight_decay"] == 0.01 and recipe["muon_adjust_lr"] == "match_rms_adamw"
+    assert recipe["muon_orthogonalization"] == "polar_express" and recipe["detect_anomalies"] is True
     refused = {row.old: row.reason for row in conversion.refused}
-    assert "Newton-Schulz" in refused["optimizer.muon_config.orthogonalization"]
+    assert "Nesterov" in refused["optimizer.muon_config.nesterov"]
     off = convert_config({"optimizer": {"name": "muonclip", "muon_config": {"enable_clipping": False,
                                                                              "clipping_threshold": 9}}})
     assert off.recipe["qk_clip_threshold"] is None
 
 
-def test_wandb_keys_without_a_recipe_key_name_their_environment_variable():
-    conversion = convert_config({"task": "pretraining", "wandb": {"enabled": True, "project": "p", "entity": "e",
-                                                                  "tags": ["a", "b"], "name": "run"}})
+def test_wandb_keys():
+    wandb = {"enabled": True, "project": "p", "entity": "e", "tags": ["a", "b"], "name": "run", "mode": "offline"}
+    recipe = typed({"task": "pretraining", "wandb": wandb})
+    assert recipe["report_to"] == "wandb" and recipe["run_name"] == "run" and recipe["wandb_project"] == "p"
+    assert recipe["wandb_entity"] == "e" and recipe["wandb_tags"] == ["a", "b"] and recipe["wandb_mode"] == "offline"
+    # GLUE and contrastive have no recipe keys for them: the reason names the environment variable.
+    conversion = convert_config({"task": "glue", "wandb": wandb})
     assert conversion.recipe["report_to"] == "wandb" and conversion.recipe["run_name"] == "run"
     reasons = {row.old: row.reason for row in conversion.refused}
     assert "WANDB_PROJECT=p" in reasons["wandb.project"] and "WANDB_TAGS=a,b" in reasons["wandb.tags"]
@@ -405,3 +421,10 @@ def test_subcommand_refuses_an_original_config_with_the_convert_command(subcomma
     assert "Traceback" not in err and not (tmp_path / "old.recipe.yaml").exists()
     if subcommand == "pretrain":  # the command it names works
         assert main(expected.split()[1:]) == 0
+
+
+def test_pretraining_knobs_of_the_original():
+    recipe = typed({"optimizer": {"name": "adam"}, "trainer": {"log_weight_norms": True}})
+    assert recipe["optimizer"] == "adam" and recipe["log_weight_norms"] is True
+    conversion = convert_config({"task": "glue", "optimizer": {"name": "adam"}})
+    assert "optim" not in conversion.recipe and conversion.refused[0].old == "optimizer.name"

@@ -136,41 +136,58 @@ def _warmup_steps(value: Any, ctx: Context) -> dict[str, Any]:
     return {"warmup_steps": int(_number(value))}
 
 
-def _schedule_length(ctx: Context) -> float | None:
+def _schedule_length(ctx: Context) -> float:
+    """The original's base of the percentages: scheduler.total_steps, else trainer.max_steps."""
     total = ctx.get("scheduler.total_steps")
-    return _number(total) if total is not None else (_number(ctx.get("trainer.max_steps", 1_000_000)))
+    return _number(total) if total is not None else _number(ctx.get("trainer.max_steps", 1_000_000))
+
+
+def _decay_end_step(ctx: Context) -> float | None:
+    """Where the original's decay ends, when a key says so: decay_percent, then decay_steps, then total_steps."""
+    if ctx.given("scheduler.decay_percent"):
+        return _schedule_length(ctx) * _number(ctx.get("scheduler.decay_percent")) / 100.0
+    if ctx.given("scheduler.decay_steps"):
+        return _number(ctx.get("scheduler.decay_steps"))
+    if ctx.given("scheduler.total_steps"):
+        return _number(ctx.get("scheduler.total_steps"))
+    return None
+
+
+def _our_schedule_length(ctx: Context) -> float:
+    """What transformers' fractional warmup_steps refers to in the converted run: decay_steps when the converter
+    writes it (pretraining), else max_steps."""
+    end = _decay_end_step(ctx) if ctx.subcommand == PRETRAIN else None
+    return end if end is not None else _number(ctx.get("trainer.max_steps", 1_000_000))
 
 
 def _warmup_percent(value: Any, ctx: Context) -> dict[str, Any]:
     fraction = _number(value) / 100.0
     if not 0.0 <= fraction <= 1.0:
         raise MigrationError(f"scheduler.warmup_percent must be in [0, 100], got {value!r}")
-    total = ctx.get("scheduler.total_steps")
-    max_steps = ctx.get("trainer.max_steps", 1_000_000)
-    if total is None or _number(total) == _number(max_steps):
-        if fraction < 1.0:
-            # warmup_steps below 1 is a fraction of the training steps in transformers.
-            return {"warmup_steps": fraction}
-        total = max_steps
-    return {"warmup_steps": int(math.ceil(_number(total) * fraction))}
+    base = _schedule_length(ctx)
+    if 0.0 < fraction < 1.0 and math.isclose(base, _our_schedule_length(ctx)):
+        # warmup_steps below 1 is a fraction of the schedule's steps in transformers (and of decay_steps here).
+        return {"warmup_steps": fraction}
+    return {"warmup_steps": int(math.ceil(base * fraction))}
 
 
 def _decay_end(key: str) -> Callable[[Any, Context], dict[str, Any]]:
     def convert(value: Any, ctx: Context) -> dict[str, Any]:
+        order = ("decay_percent", "decay_steps", "total_steps")
+        for winner in order[: order.index(key)]:
+            if ctx.given(f"scheduler.{winner}"):
+                raise NoEquivalent(f"superseded by scheduler.{winner} (the original trainer's precedence)")
+        end = _decay_end_step(ctx)
         max_steps = _number(ctx.get("trainer.max_steps", 1_000_000))
-        if key == "decay_percent":
-            end = _schedule_length(ctx) * _number(value) / 100.0
-        else:
-            end = _number(value)
-        if key == "total_steps" and (ctx.given("scheduler.decay_steps") or ctx.given("scheduler.decay_percent")):
-            raise NoEquivalent("only sets the base of the percentages, converted with them")
-        if key == "decay_steps" and ctx.given("scheduler.decay_percent"):
-            raise NoEquivalent("superseded by scheduler.decay_percent (the original trainer's precedence)")
+        if ctx.subcommand == PRETRAIN:
+            if not float(end).is_integer() and not math.isclose(end, round(end)):
+                end = math.ceil(end)
+            return {"decay_steps": int(round(end))}
         if math.isclose(end, max_steps):
             return {}
         raise NoEquivalent(
-            f"the schedule would end at step {end:g} but neobert-hf decays over max_steps ({max_steps:g}); set "
-            "max_steps to it or accept the longer decay"
+            f"the schedule would end at step {end:g} but `neobert-hf {ctx.subcommand}` decays over max_steps "
+            f"({max_steps:g}); set max_steps to it or accept the longer decay"
         )
 
     return convert
@@ -183,17 +200,17 @@ def _final_lr_ratio(value: Any, ctx: Context) -> dict[str, Any]:
     return {"final_lr_ratio": _number(value)}
 
 
-_OPTIMIZERS = {"adamw": "adamw", "muonclip": "muonclip", "muon": "muonclip"}
+_OPTIMIZERS = {"adamw": "adamw", "adam": "adam", "muonclip": "muonclip", "muon": "muonclip"}
 
 
 def _optimizer_name(value: Any, ctx: Context) -> dict[str, Any]:
     name = str(value).strip().lower()
-    if name == "adam":
-        raise NoEquivalent("adam (L2 weight decay) is not available; neobert-hf uses AdamW (decoupled decay)")
     if name not in _OPTIMIZERS:
         raise MigrationError(f"optimizer.name must be adamw, adam or muonclip, got {value!r}")
     if ctx.subcommand == PRETRAIN:
         return {"optimizer": _OPTIMIZERS[name]}
+    if name == "adam":
+        raise NoEquivalent("adam (coupled L2 decay) is a pretraining option here; fine-tuning uses AdamW")
     if name != "adamw":
         raise NoEquivalent("MuonClip is for pretraining only in neobert-hf; fine-tuning uses AdamW")
     return {"optim": "adamw_torch"}
@@ -244,17 +261,36 @@ def _must_equal(expected: Any, reason: str, normalize: Callable[[Any], Any] = la
     return convert
 
 
+_ORTHOGONALIZATION = {"newton_schulz": "newton_schulz", "ns": "newton_schulz", "polar_express": "polar_express"}
+
+
 def _orthogonalization(value: Any, ctx: Context) -> dict[str, Any]:
+    _only_muonclip(ctx)
     name = str(value).strip().lower().replace("-", "_")
-    if name in ("newton_schulz", "ns"):
-        return {}
-    raise NoEquivalent(f"{value!r}: torch.optim.Muon orthogonalizes with Newton-Schulz iterations only")
+    if name not in _ORTHOGONALIZATION:
+        raise MigrationError(f"orthogonalization must be newton_schulz or polar_express, got {value!r}")
+    return {"muon_orthogonalization": _ORTHOGONALIZATION[name]}
 
 
 def _polar_express(value: Any, ctx: Context) -> dict[str, Any]:
-    if not _flag(value):
+    _only_muonclip(ctx)
+    if ctx.given("optimizer.muon_config.orthogonalization"):
+        raise NoEquivalent("superseded by optimizer.muon_config.orthogonalization")
+    return {"muon_orthogonalization": "polar_express" if _flag(value) else "newton_schulz"}
+
+
+def _layers_mapping(value: Any, ctx: Context) -> dict[str, Any]:
+    if not value:
         return {}
-    raise NoEquivalent("torch.optim.Muon orthogonalizes with Newton-Schulz iterations only")
+    raise NoEquivalent(
+        "the original maps projection names; here qk_clip_layers_mapping is a JSON object {blocks, qkv} naming the "
+        "block list and the fused qkv layer: write it by hand"
+    )
+
+
+def _detect_anomalies(value: Any, ctx: Context) -> dict[str, Any]:
+    _only_muonclip(ctx)
+    return {"detect_anomalies": _flag(value)}
 
 
 def _norm_factor(value: Any, ctx: Context) -> dict[str, Any]:
@@ -272,6 +308,19 @@ def _report_to(value: Any, ctx: Context) -> dict[str, Any]:
 
 _WANDB_ENV = {"project": "WANDB_PROJECT", "entity": "WANDB_ENTITY", "tags": "WANDB_TAGS", "mode": "WANDB_MODE",
               "dir": "WANDB_DIR", "resume": "WANDB_RESUME", "watch": "WANDB_WATCH"}  # fmt: skip
+
+
+def _wandb_field(key: str) -> Callable[[Any, Context], dict[str, Any]]:
+    def convert(value: Any, ctx: Context) -> dict[str, Any]:
+        if not _flag(ctx.get("wandb.enabled", False)):
+            raise NoEquivalent("W&B is off (wandb.enabled is false)")
+        if key == "tags":
+            value = list(value) if isinstance(value, (list, tuple)) else [value]
+            if not value:
+                return {}
+        return {f"wandb_{key}": value}
+
+    return convert
 
 
 def _wandb_env(key: str) -> Callable[[Any, Context], dict[str, Any]]:
