@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 from test_glue_fixtures import make_tokenizer, save_pretrained_model
 
 from neobert_hf import NeoBERTForMaskedLM, NeoBERTForSequenceClassification, NeoBERTModel
-from neobert_hf.integrations.checkpoints import (
+from neobert_hf.checkpoints import (
     CheckpointLoadError,
     load_pretrained_strict,
     resolve_pretrained_path,

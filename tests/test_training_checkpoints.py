@@ -20,7 +20,7 @@ from test_training_fixtures import (
 from transformers import AutoModelForMaskedLM
 
 from neobert_hf.training import CheckpointError, NeoBERTTrainer, NonFiniteLossError, resolve_checkpoint
-from neobert_hf.training.checkpointing import latest_checkpoint, list_checkpoints
+from neobert_hf.checkpoints import latest_checkpoint, list_checkpoints
 
 
 def steps_on_disk(output_dir) -> list[int]:
