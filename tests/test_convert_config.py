@@ -52,6 +52,92 @@ dataset:
   num_workers: 4
 """
 
+# The other presets of the original configuration reference, as written there.
+PRESETS = {
+    "base_pretraining": """\
+task: pretraining
+model:
+  hidden_size: 768
+  num_hidden_layers: 12
+  num_attention_heads: 12
+  intermediate_size: 3072
+  max_position_embeddings: 512
+  attn_backend: flash_attn_varlen
+  kernel_backend: auto
+
+dataset:
+  name: refinedweb
+  streaming: true
+  max_seq_length: 512
+  num_workers: 16
+
+tokenizer:
+  name: bert-base-uncased
+  max_length: 512
+
+trainer:
+  per_device_train_batch_size: 16
+  gradient_accumulation_steps: 1
+  max_steps: 1000000
+  save_steps: 10000
+  eval_steps: 10000
+  mixed_precision: bf16
+  masked_logits_only_loss: true
+
+optimizer:
+  name: adamw
+  lr: 1e-4
+  weight_decay: 0.01
+
+scheduler:
+  name: cosine
+  warmup_steps: 10000
+
+datacollator:
+  mlm_probability: 0.15
+  mask_all: false
+  pack_sequences: false
+""",
+    "memory_constrained": PRETRAINING,
+    "resumable_local_data": """\
+task: pretraining
+dataset:
+  path: /data/neobert_tokenized
+  streaming: false
+  max_seq_length: 512
+
+trainer:
+  output_dir: outputs/neobert_run
+  resume_from_checkpoint: latest
+  save_steps: 5000
+  save_total_limit: 5
+  per_device_train_batch_size: 8
+  gradient_accumulation_steps: 4
+
+use_deepspeed: true
+""",
+    "full_logging": """\
+task: pretraining
+wandb:
+  enabled: true
+  project: neo-bert
+  mode: online
+  name: neobert-full-logging
+
+trainer:
+  logging_steps: 20
+  eval_steps: 1000
+  eval_max_batches: 200
+  log_train_accuracy: true
+  log_grad_norm: true
+  log_weight_norms: true
+
+scheduler:
+  name: cosine
+  warmup_steps: 5000
+""",
+}
+
 # The same run shrunk to the repo's tiny tokenizer and corpus, with the original trainer's dotted overrides.
 TINY_OVERRIDES = [
     "--model.hidden_size", "32", "--model.num_hidden_layers", "1", "--model.num_attention_heads", "2",
@@ -160,6 +246,18 @@ def test_pretraining_preset_converts_and_trains(tmp_path, capsys):
     status = main(["pretrain", "--config", path, "--report_to", "none", "--save_strategy", "no"])
     assert status == 0
     assert (out / "checkpoints" / "2" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_of_the_reference_converts_and_parses(preset, tmp_path):
+    from neobert_hf.cli.pretrain import parse_args
+
+    status, recipe, path = convert(tmp_path, PRESETS[preset])
+    assert status == 0
+    model_args, data_args, training_args, _ = parse_args(["--config", path, "--use_cpu", "true",
+                                                          "--output_dir", str(tmp_path / "out")])
+    assert training_args.learning_rate == recipe["learning_rate"]
+    assert data_args.mlm_probability == 0.15 and model_args.hidden_size == recipe["hidden_size"]
 
 
 def test_glue_config_converts_and_runs_a_step(tmp_path, shared):  # noqa: F811
