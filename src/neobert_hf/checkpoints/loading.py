@@ -18,12 +18,15 @@ A source is any of:
 - a run folder holding `checkpoints/<step>/` (pretraining or GLUE): its best checkpoint when the run recorded one
   (`glue_results.json`), else its latest complete checkpoint; `checkpoint=` picks another (`"latest"`, `"best"`, a
   step);
-- a Hub id (`chandar-lab/NeoBERT`).
+- a Hub id (`chandar-lab/NeoBERT`);
+- a checkpoint of the original NeoBERT trainer (a `checkpoints/<step>/` or `model_checkpoints/<step>/` folder with
+  `config.yaml`, or its run folder), converted once per process (see `neobert_hf.migration.checkpoint`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Literal
 
@@ -72,6 +75,7 @@ _LOADING_KWARGS = frozenset(
     }
 )
 MLM_HEAD_PREFIX = "decoder."
+logger = logging.getLogger(__name__)
 
 
 class CheckpointLoadError(ValueError):
@@ -107,6 +111,23 @@ def _check_manifest(folder: str) -> None:
         )
 
 
+def _original_checkpoint(path: str, checkpoint: str | int | None) -> str | None:
+    """A model folder converted from a checkpoint of the original NeoBERT trainer (a step folder with `config.yaml`
+    and `model.safetensors`, or a run folder with `checkpoints/<step>/` or `model_checkpoints/<step>/` of them), or
+    `None` when `path` is not one."""
+    from ..migration.checkpoint import as_model_folder, find_original_checkpoint
+    from ..migration.base import MigrationError
+
+    try:
+        if find_original_checkpoint(path, checkpoint) is None:
+            return None
+        converted = as_model_folder(path, checkpoint)
+    except MigrationError as err:
+        raise CheckpointLoadError(str(err)) from err
+    logger.info(f"{path}: a checkpoint of the original NeoBERT trainer, converted into {converted}")
+    return converted
+
+
 def resolve_pretrained_path(
     path: str | os.PathLike, checkpoint: str | int | None = None, *, allow_hub_id: bool = True
 ) -> str:
@@ -131,6 +152,9 @@ def resolve_pretrained_path(
     """
     path = os.fspath(path)
     if os.path.isdir(path):
+        original = _original_checkpoint(path, checkpoint)
+        if original is not None:
+            return original
         _check_manifest(path)
         if os.path.isfile(os.path.join(path, "config.json")):
             if checkpoint is not None:

@@ -380,6 +380,21 @@ def load_pretraining_tokenizer(
     return prepared
 
 
+def _with_original_checkpoint(model_args: ModelArguments) -> ModelArguments:
+    """`model_args` reading a checkpoint of the original NeoBERT trainer (a step folder with `config.yaml`, or its run
+    folder) from a converted model folder; unchanged for any other source."""
+    source = model_args.model_name_or_path
+    if source is None or not os.path.isdir(source):
+        return model_args
+    from ..migration.checkpoint import as_model_folder
+
+    converted = as_model_folder(source)
+    if converted is None:
+        return model_args
+    logger.info(f"model_name_or_path {source}: a checkpoint of the original NeoBERT trainer, read from {converted}")
+    return dataclasses.replace(model_args, model_name_or_path=converted)
+
+
 def _load_neobert_config(name: str, what: str) -> NeoBERTConfig:
     from transformers import AutoConfig
 
@@ -689,6 +704,7 @@ def prepare_pretraining(
 
     _check_training_args(training_args)
     check_push_arguments(training_args, needs_tokenizer=False)  # the tokenizer is loaded below
+    model_args = _with_original_checkpoint(model_args)
     _check_attention(model_args, training_args)
     callbacks = []
     if precision_args is not None:
