@@ -286,3 +286,14 @@ def test_wandb_settings_reach_the_run(tmp_path, monkeypatch):
 def test_wandb_settings_without_reporting_to_wandb_are_an_error(tmp_path):
     with pytest.raises(ValueError, match="wandb_project set but report_to"):
         make_args(tmp_path, wandb_project="p")
+
+
+# --- DeepSpeed: refused with the FSDP2 equivalent ------------------------------------------------------------------
+
+
+def test_deepspeed_is_refused_with_the_fsdp2_equivalent(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r"does not run under DeepSpeed \(deepspeed='ds.json'\).*ZeRO-2.*FSDP2"):
+        make_args(tmp_path, deepspeed="ds.json")
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # what `accelerate launch` sets for a DeepSpeed config
+    with pytest.raises(ValueError, match="accelerate launch with a DeepSpeed config.*recipes/accelerate/fsdp2.yaml"):
+        make_args(tmp_path)

@@ -65,8 +65,9 @@ RULES: tuple[Rule, ...] = (
     R("seed", ("seed",), T, carry=0),
     R("debug", ("log_level",), T, _debug, "true: log_level debug."),
     R("mixed_precision", alias_of="trainer.mixed_precision"),
-    R("use_deepspeed", note="DeepSpeed, FSDP2 and DDP are chosen by the `accelerate launch` config "
-      "(recipes/accelerate/, docs/distributed.md), not by the recipe."),
+    R("use_deepspeed", note="FSDP2 and DDP are chosen by the `accelerate launch` config (recipes/accelerate/), "
+      "not by the recipe; pretraining refuses DeepSpeed: ZeRO-2 is FSDP2 with fsdp_reshard_after_forward: false "
+      "(docs/distributed.md)."),
     R("accelerate_config_file", note="Give it to `accelerate launch --config_file FILE neobert-hf ...`."),
     R("pretraining_metadata", note="Metadata only; checkpoints carry their own config.json."),
     R("config_path", note="Metadata only."),

@@ -22,6 +22,16 @@ logger = logging.get_logger(__name__)
 # `final_lr_ratio` turns these user-facing schedules into the transformers schedules that decay to a floor.
 _FLOOR_SCHEDULES = {"cosine": "cosine_with_min_lr", "linear": "polynomial"}
 
+DEEPSPEED_ERROR = (
+    "NeoBERT pretraining does not run under DeepSpeed ({source}). Its sharding equivalents are FSDP2's: ZeRO-2 "
+    "(optimizer state and gradients sharded, weights whole on every rank) is FSDP2 with fsdp_reshard_after_forward: "
+    "false, ZeRO-3 is FSDP2's default. Launch with accelerate launch --config_file recipes/accelerate/fsdp2.yaml "
+    "(see docs/distributed.md), or DDP (recipes/accelerate/ddp.yaml). DeepSpeed's engine takes over gradient "
+    "accumulation, loss scaling and the optimizer step, where the package normalises the masked-token loss over the "
+    "whole optimizer step and steps its own optimizers (MuonClip, QK-clip); that combination is not tested, so it is "
+    "refused rather than left to train differently."
+)
+
 FSDP1_ERROR = (
     "NeoBERT pretraining supports FSDP2 (fully_shard) only, and this run asks for FSDP version 1 ({source}). The "
     "masked-logits-only loss sends a data-dependent subset of rows (the masked tokens) through the sharded decoder "
@@ -242,6 +252,10 @@ class NeoBERTTrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         check_training_values(self)
+        if self.deepspeed:  # before TrainingArguments imports deepspeed
+            raise ValueError(DEEPSPEED_ERROR.format(source=f"deepspeed={self.deepspeed!r}"))
+        if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+            raise ValueError(DEEPSPEED_ERROR.format(source="accelerate launch with a DeepSpeed config"))
         if self.fp16 or self.fp16_full_eval:
             raise ValueError(
                 "fp16 is not supported for pretraining; use bf16 (--bf16 true). fp16 needs loss scaling and "
@@ -284,10 +298,10 @@ class NeoBERTTrainingArguments(TrainingArguments):
             # along dim 0 for the other ranks: that breaks packed batches (1-D cu_seq_lens, [1, T] rows) and
             # per-batch padding. Every rank reads the stream and keeps its share instead.
             self.accelerator_config.dispatch_batches = False
-        if self.optimizer == "muonclip" and (self.deepspeed or self.fsdp):
+        if self.optimizer == "muonclip" and self.fsdp:
             raise ValueError(
                 "optimizer=muonclip needs whole 2-D matrices on every rank (Newton-Schulz, per-head QK-clip); it is "
-                "not supported with DeepSpeed or FSDP. Use DDP, or optimizer=adamw."
+                "not supported with FSDP. Use DDP, or optimizer=adamw."
             )
 
     def _reject_fsdp1(self) -> None:
