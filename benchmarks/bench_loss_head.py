@@ -5,10 +5,10 @@ Hidden states `(B, S, H)` (B=8, S=512, H=768, fp32, requires grad) and labels wi
 positions set, the rest -100; the decoder is `nn.Linear(H, V=30522)`.
 
 - `masked`: what `NeoBERTForMaskedLM` does with `sparse_prediction` (the `NeoBERTTrainer` default): `nonzero` of the
-  labels, `index_select` of those rows, project only them, `neobert_hf.modeling.modeling_neobert.masked_lm_loss`
-  (cross-entropy summed in fp32 / count).
+  labels, `index_select` of those rows, project only them, `neobert_hf.training.losses.masked_lm_loss` (the
+  trainer's MLM loss: cross-entropy summed in fp32 / count).
 - `chunked`: the same selection, then the loss `--chunk-size` rows at a time without ever holding the masked rows'
-  logits (`NeoBERTForMaskedLM(..., loss_chunk_size=N)`, the trainer's `loss_chunk_size`; gradients are formed chunk by
+  logits (`MaskedLMLoss(chunk_size=N)`, the trainer's `loss_chunk_size`; gradients are formed chunk by
   chunk in the forward pass, so nothing is computed twice).
 - `full`: project all `B*S` rows to `(B, S, V)` logits, the same `masked_lm_loss` (cross-entropy with
   `ignore_index=-100`): the stock `BertForMaskedLM` head.
@@ -52,7 +52,7 @@ def build(opts):
 
 
 def step(variant, hidden, labels, decoder, chunk_size=256):
-    from neobert_hf.modeling.modeling_neobert import _divide_loss, chunked_linear_cross_entropy, masked_lm_loss
+    from neobert_hf.training.losses import MaskedLMLoss, masked_lm_loss
 
     h, y = hidden, labels
     if variant in ("masked", "chunked"):  # the row selection of NeoBERTForMaskedLM.forward (sparse_prediction)
@@ -60,11 +60,10 @@ def step(variant, hidden, labels, decoder, chunk_size=256):
         selected = __import__("torch").nonzero(y != -100, as_tuple=False).reshape(-1)
         h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, selected)
         y = y.index_select(0, selected)
-    if variant == "chunked":  # NeoBERTForMaskedLM.forward with loss_chunk_size
-        loss_sum, _ = chunked_linear_cross_entropy(h, decoder.weight, decoder.bias, y, chunk_size)
-        loss = _divide_loss(loss_sum, y, None)
+    if variant == "chunked":  # the trainer's loss with loss_chunk_size
+        loss = masked_lm_loss(h, y, decoder, loss=MaskedLMLoss(chunk_size=chunk_size)).loss
     else:
-        loss = masked_lm_loss(decoder(h), y)
+        loss = masked_lm_loss(h, y, decoder).loss
     loss.backward()
     hidden.grad = None
     decoder.zero_grad(set_to_none=True)

@@ -16,15 +16,9 @@ from neobert_hf import NeoBERTForMaskedLM
 from neobert_hf import kernels as kernels_module
 from neobert_hf.converters import PrecisionArguments, PrecisionCallback, build_converter
 from neobert_hf.import_utils import is_available
-from neobert_hf.kernels import (
-    LigerRMSNorm,
-    LigerSwiGLU,
-    apply_kernel_backend,
-    install_masked_rows_loss,
-    masked_lm_loss_from_hidden,
-    resolve_kernel_backend,
-)
-from neobert_hf.modeling.modeling_neobert import NeoBERTRMSNorm, NeoBERTSwiGLU, masked_lm_loss
+from neobert_hf.kernels import LigerRMSNorm, LigerSwiGLU, apply_kernel_backend, resolve_kernel_backend
+from neobert_hf.modeling.modeling_neobert import NeoBERTRMSNorm, NeoBERTSwiGLU
+from neobert_hf.training.losses import MaskedLMLoss, install_masked_lm_loss, masked_lm_loss
 
 
 @pytest.fixture
@@ -112,33 +106,31 @@ def test_callback_on_cpu_resolves_auto_to_torch(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def test_masked_lm_loss_from_hidden_matches_the_model_bitwise():
+def test_masked_lm_loss_matches_the_model_bitwise():
     model, ids, labels = model_and_batch()
     outputs = model(input_ids=ids, labels=labels, sparse_prediction=True, num_items_in_batch=17)
     expected = torch.autograd.grad(outputs.loss, model.decoder.weight)[0]
     hidden = model.model(input_ids=ids).last_hidden_state.reshape(-1, 64)
     rows = hidden[labels.reshape(-1) != -100]
-    loss = masked_lm_loss_from_hidden(
-        rows, labels[labels != -100], model.decoder.weight, model.decoder.bias, num_items_in_batch=17
-    )
+    loss = masked_lm_loss(rows, labels[labels != -100], model.decoder, num_items_in_batch=17).loss
     assert torch.equal(loss, outputs.loss)
     assert torch.equal(torch.autograd.grad(loss, model.decoder.weight)[0], expected)
-    # the same reduction as masked_lm_loss without num_items_in_batch, including an empty batch
+    # without num_items_in_batch: the mean over this batch's masked tokens; an empty batch gives 0, graph connected
     logits = F.linear(rows, model.decoder.weight, model.decoder.bias)
     assert torch.equal(
-        masked_lm_loss_from_hidden(rows, labels[labels != -100], model.decoder.weight, model.decoder.bias),
-        masked_lm_loss(logits, labels[labels != -100]),
+        masked_lm_loss(rows, labels[labels != -100], model.decoder).loss,
+        F.cross_entropy(logits, labels[labels != -100]),
     )
-    empty = masked_lm_loss_from_hidden(rows[:0], labels[:0], model.decoder.weight, model.decoder.bias)
+    empty = masked_lm_loss(rows[:0], labels[:0], model.decoder).loss
     assert empty.item() == 0.0 and empty.requires_grad
 
 
 @pytest.mark.parametrize("packed", [False, True])
 def test_masked_rows_forward_gives_the_models_loss_and_gradients_bitwise(packed):
-    """The forward that the fused loss plugs into, run with the torch loss: identical to the model's own."""
+    """The training forward that the fused loss plugs into, run with the torch loss: identical to the model's own."""
     reference, ids, labels = model_and_batch()
     model, _, _ = model_and_batch()
-    install_masked_rows_loss(model, "torch")
+    assert install_masked_lm_loss(model) == "torch"
     inputs = {"input_ids": ids, "labels": labels}
     if packed:
         lengths = [16, 16, 16]
@@ -147,19 +139,19 @@ def test_masked_rows_forward_gives_the_models_loss_and_gradients_bitwise(packed)
             "labels": labels.reshape(1, -1),
             "position_ids": torch.cat([torch.arange(n) for n in lengths])[None],
         }
-    ours = model(**inputs, sparse_prediction=True, num_items_in_batch=11)
+    ours = model(**inputs, sparse_prediction=True, num_items_in_batch=11, training_loss=MaskedLMLoss())
     theirs = reference(**inputs, sparse_prediction=True, num_items_in_batch=11)
-    assert ours.logits is None and theirs.logits is not None
+    assert torch.equal(ours.logits, theirs.logits)
     assert torch.equal(ours.loss, theirs.loss)
     ours.loss.backward()
     theirs.loss.backward()
     for (name, a), (_, b) in zip(model.named_parameters(), reference.named_parameters()):
         assert torch.equal(a.grad, b.grad), name
-    model.eval()  # evaluation keeps the model's forward and its logits
-    assert model(**inputs, sparse_prediction=True).logits is not None
+    # without training_loss the model's own forward runs, in either mode
+    assert torch.equal(model(**inputs, sparse_prediction=True).logits, theirs.logits)
     import inspect
 
-    assert "num_items_in_batch" in inspect.signature(model.forward).parameters
+    assert "sparse_prediction" in inspect.signature(model.forward).parameters  # the model's signature, for the Trainer
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -211,7 +203,10 @@ def test_liger_backend_swaps_modules_and_fuses_the_masked_rows_loss(fake_liger):
     assert sum(isinstance(m, LigerRMSNorm) for m in model.modules()) == 5
     assert sum(isinstance(m, LigerSwiGLU) for m in model.modules()) == 2
     assert model.state_dict().keys() == keys  # same parameters under the same names: checkpoints unchanged
-    out = model(input_ids=ids, labels=labels, sparse_prediction=True, num_items_in_batch=13)
+    assert install_masked_lm_loss(model) == "liger"  # the backend the trainer's training loss will use
+    out = model(
+        input_ids=ids, labels=labels, sparse_prediction=True, num_items_in_batch=13, training_loss=MaskedLMLoss("liger")
+    )
     ref = reference(input_ids=ids, labels=labels, sparse_prediction=True, num_items_in_batch=13)
     assert out.logits is None
     torch.testing.assert_close(out.loss, ref.loss)

@@ -216,3 +216,70 @@ def test_exported_config_reads_back_in_package(tmp_path):
     config = NeoBERTConfig.from_pretrained(tmp_path)
     assert config.num_labels == 4 and config.classifier_pooling == "mean"
     assert config.max_position_embeddings == model.config.max_position_embeddings
+
+
+# Names of training-loss machinery: it lives in neobert_hf.training.losses and never ships as remote code.
+TRAINING_LOSS_NAMES = (
+    "cross_entropy",
+    "mse_loss",
+    "binary_cross_entropy",
+    "autograd.Function",
+    "chunked",
+    "loss_chunk_size",
+    "DTensor",
+    "fsdp",
+    "liger",
+    "masked_correct",
+    "divide_loss",
+    "num_items_in_batch /",
+)
+
+
+def test_exported_remote_code_holds_no_training_loss_and_loads(tmp_path):
+    """`neobert-hf export` ships the model file as remote code: no loss machinery in it (every head's loss is
+    transformers' `self.loss_function`), and the folder loads with `trust_remote_code` and computes the same loss."""
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+    from neobert_hf.export import export_model
+
+    def config_json(folder):
+        return json.loads((folder / "config.json").read_text())
+
+    model = randomize(NeoBERTForMaskedLM(tiny_config()), seed=2)
+    model.save_pretrained(tmp_path / "trained")
+    export_model(tmp_path / "trained", tmp_path / "export", require_tokenizer=False, model_card=False)
+
+    source = (tmp_path / "export" / "modeling_neobert.py").read_text()
+    assert source == Path(modeling_neobert.__file__).read_text()
+    tree = ast.parse(source)
+    for node in ast.walk(tree):  # comments and docstrings may mention the loss; the code may not
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            node.body = body[1:] or [ast.Pass()]
+    code = ast.unparse(tree)
+    for name in TRAINING_LOSS_NAMES:
+        assert name.lower() not in code.lower(), f"exported remote code contains {name!r}"
+    tree = ast.parse(source)
+    bases = {ast.unparse(b) for node in ast.walk(tree) if isinstance(node, ast.ClassDef) for b in node.bases}
+    assert not {b for b in bases if "Function" in b or "Loss" in b}, bases
+    loss_calls = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("loss_function")
+    ]
+    assert len(loss_calls) == 4  # MLM, sequence, token and span heads, through transformers' loss utilities
+
+    # What AutoModelForMaskedLM.from_pretrained(..., trust_remote_code=True) does when neobert_hf is not installed
+    # (in this process the installed package's registration would win; the clean-subprocess check is above).
+    remote_class = get_class_from_dynamic_module(
+        config_json(tmp_path / "export")["auto_map"]["AutoModelForMaskedLM"], str(tmp_path / "export")
+    )
+    assert remote_class.__module__.startswith("transformers_modules")
+    remote = remote_class.from_pretrained(tmp_path / "export").eval()
+    ids = torch.randint(5, 128, (2, 12), generator=torch.Generator().manual_seed(0))
+    labels = torch.where(torch.arange(12) % 3 == 0, ids, -100)
+    with torch.no_grad():
+        ours = model(input_ids=ids, labels=labels, sparse_prediction=True)
+        theirs = remote(input_ids=ids, labels=labels, sparse_prediction=True)
+    torch.testing.assert_close(theirs.loss, ours.loss)
+    torch.testing.assert_close(theirs.logits, ours.logits)

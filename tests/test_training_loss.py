@@ -20,6 +20,7 @@ from test_training_fixtures import (
 )
 
 from neobert_hf.training import NeoBERTTrainingArguments
+from neobert_hf.training.losses import MaskedLMLoss, MaskedLMTrainingOutput, install_masked_lm_loss
 
 
 def _train_capture(tmp_path, name, data, collator, batch, accumulation, masked_only, steps=2, **extra):
@@ -188,34 +189,39 @@ def test_final_lr_ratio_decays_to_the_floor(tmp_path, schedule):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def _training_call(model, chunk_size=None, **inputs):
+    """One training forward through the MLM training loss (as NeoBERTTrainer.compute_loss makes it)."""
+    install_masked_lm_loss(model)
+    return model(**inputs, sparse_prediction=True, training_loss=MaskedLMLoss(chunk_size=chunk_size))
+
+
 @pytest.mark.parametrize("chunk", [1, 3, 1000])
 @pytest.mark.parametrize("bias", [True, False])
 def test_chunked_loss_equals_the_logits_loss(chunk, bias):
     """Loss, masked_correct and the gradients of every parameter (tied decoder/embedding included) and of the input
     embeddings equal those of the path that builds the logits, in float64."""
-    from neobert_hf.modeling.modeling_neobert import NeoBERTMaskedLMOutput
-
     results = []
     for loss_chunk_size in (None, chunk):
         model = make_model(decoder_bias=bias).double()
         batch = pad_collate(mlm_samples(6, mask_rates=[0.3, 0.0, 0.5]))
         embeds = model.get_input_embeddings()(batch["input_ids"]).detach().requires_grad_()
-        out = model(
+        out = _training_call(
+            model,
+            loss_chunk_size,
             inputs_embeds=embeds,
             attention_mask=batch["attention_mask"],
             labels=batch["labels"],
-            sparse_prediction=True,
             num_items_in_batch=torch.tensor(50),
-            loss_chunk_size=loss_chunk_size,
         )
         out.loss.backward()
         grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
         grads["inputs_embeds"] = embeds.grad
+        assert isinstance(out, MaskedLMTrainingOutput)
         if loss_chunk_size is None:
             selected = batch["labels"] != -100
             correct = (out.logits.argmax(-1) == batch["labels"][selected]).sum()
         else:
-            assert isinstance(out, NeoBERTMaskedLMOutput) and out.logits is None
+            assert out.logits is None
             correct = out.masked_correct
         results.append((out.loss.detach(), correct, grads))
     (loss_a, correct_a, grads_a), (loss_b, correct_b, grads_b) = results
@@ -227,10 +233,21 @@ def test_chunked_loss_equals_the_logits_loss(chunk, bias):
         torch.testing.assert_close(grads_b[name], grads_a[name], rtol=1e-10, atol=1e-12, msg=name)
 
 
+def test_training_loss_equals_the_models_own_loss_bitwise():
+    """The torch training loss and the model's own (transformers' ForMaskedLMLoss) agree bit for bit in fp32."""
+    model = make_model()
+    batch = pad_collate(mlm_samples(6, mask_rates=[0.3, 0.0, 0.5]))
+    own = model(**batch, sparse_prediction=True, num_items_in_batch=torch.tensor(17))
+    training = _training_call(model, None, **batch, num_items_in_batch=torch.tensor(17))
+    assert torch.equal(own.loss, training.loss) and torch.equal(own.logits, training.logits)
+    model.train(False)  # a call without training_loss is the model's own forward, whatever the mode
+    assert type(model(**batch, sparse_prediction=True)) is not MaskedLMTrainingOutput
+
+
 def test_chunked_loss_without_masked_tokens_is_zero_and_connected():
     model = make_model()
     batch = pad_collate(mlm_samples(2, mask_rates=[0.0]))
-    out = model(**batch, sparse_prediction=True, loss_chunk_size=4)
+    out = _training_call(model, 4, **batch)
     assert out.loss.item() == 0.0 and out.loss.requires_grad and int(out.masked_correct) == 0
     out.loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
@@ -252,25 +269,26 @@ def test_chunked_loss_never_builds_more_than_one_chunk_of_logits(monkeypatch):
         return out
 
     monkeypatch.setattr(F, "linear", spy)
-    model(**batch, sparse_prediction=True, loss_chunk_size=5).loss.backward()
+    _training_call(model, 5, **batch).loss.backward()
     assert n_masked > 20 and rows_seen and max(rows_seen) == 5
 
 
 def test_chunked_loss_errors():
     model = make_model()
     batch = pad_collate(mlm_samples(2))
-    with pytest.raises(ValueError, match="needs labels and sparse_prediction=True"):
-        model(**batch, sparse_prediction=False, loss_chunk_size=4)
+    install_masked_lm_loss(model)
+    with pytest.raises(ValueError, match="need sparse_prediction=True"):
+        model(**batch, sparse_prediction=False, training_loss=MaskedLMLoss(chunk_size=4))
     with pytest.raises(ValueError, match="positive number of rows"):
-        model(**batch, sparse_prediction=True, loss_chunk_size=0)
+        MaskedLMLoss(chunk_size=0)
     # a subclass that keeps nn.Linear's forward (e.g. FSDP2's FSDPLinear) is fine; one that changes it is refused
     wrapped = type("FSDPLinear", (torch.nn.Linear,), {})(model.config.hidden_size, model.config.vocab_size)
     model.decoder = wrapped
-    assert model(**batch, sparse_prediction=True, loss_chunk_size=4).loss.isfinite()
+    assert _training_call(model, 4, **batch).loss.isfinite()
     converted = type("Converted", (torch.nn.Linear,), {"forward": lambda self, x: 2 * torch.nn.Linear.forward(self, x)})
     model.decoder = converted(model.config.hidden_size, model.config.vocab_size)
     with pytest.raises(ValueError, match="decoder is a Converted"):
-        model(**batch, sparse_prediction=True, loss_chunk_size=4)
+        _training_call(model, 4, **batch)
 
 
 @pytest.mark.parametrize("collator", [pad_collate, pack_collate], ids=["padded", "packed"])

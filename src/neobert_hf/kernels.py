@@ -10,11 +10,10 @@
 An explicit `liger` that cannot run is an error (package missing, no CUDA device); nothing falls back silently, and
 the kernels are not wrapped in `try`/`except`, so an out-of-memory error surfaces as is.
 
-The fused cross-entropy plugs into the masked-logits-only loss through [`masked_lm_loss_from_hidden`], a loss
-function of the masked hidden rows and the decoder weight/bias with the same reduction as the model's
-`masked_lm_loss` (fp32 sum over the masked tokens, divided by `num_items_in_batch`). [`install_masked_rows_loss`]
-makes `NeoBERTForMaskedLM.forward` use it while training on the masked-logits-only path; evaluation and every other
-path keep the model's own forward (they need logits).
+The fused cross-entropy is one backend of the MLM training loss, [`~neobert_hf.training.losses.masked_lm_loss`]
+(the same reduction as the other backends: fp32 sum over the masked tokens, divided by `num_items_in_batch`).
+[`apply_kernel_backend`] records `liger` as the backend of the model's training loss; evaluation and every other call
+keep the model's own forward (they need logits).
 
 ```python
 >>> from neobert_hf.kernels import resolve_kernel_backend
@@ -25,12 +24,10 @@ path keep the model's own forward (they need logits).
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .import_utils import is_available, package_version, require
@@ -40,8 +37,6 @@ __all__ = [
     "LigerRMSNorm",
     "LigerSwiGLU",
     "apply_kernel_backend",
-    "install_masked_rows_loss",
-    "masked_lm_loss_from_hidden",
     "resolve_kernel_backend",
 ]
 
@@ -83,116 +78,6 @@ def resolve_kernel_backend(
     )
     logger.info(f"kernel_backend=auto: using torch ({reason}).")
     return "torch"
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Masked-token loss from hidden rows
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def masked_lm_loss_from_hidden(
-    hidden: torch.Tensor,
-    labels: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None = None,
-    num_items_in_batch: torch.Tensor | int | None = None,
-    backend: Literal["liger", "torch"] = "torch",
-) -> torch.Tensor:
-    """MLM cross-entropy of the masked rows, computed from their hidden states and the decoder.
-
-    Args:
-        hidden (`torch.Tensor` of shape `(N, H)`): final hidden states of the masked tokens.
-        labels (`torch.LongTensor` of shape `(N,)`): their target ids (-100 rows are ignored).
-        weight (`torch.Tensor` of shape `(V, H)`), bias (`torch.Tensor` of shape `(V,)`, *optional*): the decoder.
-        num_items_in_batch (`int` or `torch.Tensor`, *optional*): divide the summed loss by this (the Trainer's
-            masked-token count of the optimizer step); defaults to this batch's count.
-        backend (`str`): `"torch"` computes `masked_lm_loss(F.linear(hidden, weight, bias), labels)` exactly;
-            `"liger"` runs Liger's fused linear cross-entropy (CUDA) without materialising the `(N, V)` logits.
-
-    Returns:
-        `torch.Tensor`: the scalar loss.
-    """
-    labels = labels.reshape(-1).to(hidden.device)
-    if backend == "torch":
-        from .modeling.modeling_neobert import masked_lm_loss
-
-        return masked_lm_loss(F.linear(hidden, weight, bias), labels, num_items_in_batch)
-    if backend != "liger":
-        raise ValueError(f"backend must be 'liger' or 'torch', got {backend!r}.")
-    from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
-
-    # Liger multiplies in the hidden dtype (bf16 under autocast) and accumulates the loss in fp32.
-    loss_sum = liger_fused_linear_cross_entropy(
-        hidden,
-        weight.to(hidden.dtype),
-        labels,
-        bias=None if bias is None else bias.to(hidden.dtype),
-        ignore_index=-100,
-        reduction="sum",
-    )
-    if isinstance(loss_sum, tuple):  # versions that also return the z-loss
-        loss_sum = loss_sum[0]
-    from .modeling.modeling_neobert import _divide_loss
-
-    return _divide_loss(loss_sum.float(), labels, num_items_in_batch)
-
-
-def install_masked_rows_loss(model: nn.Module, backend: Literal["liger", "torch"]) -> None:
-    """Make `model.forward` (a `NeoBERTForMaskedLM`) compute its training loss with [`masked_lm_loss_from_hidden`].
-
-    Only the training forward on the masked-logits-only path (`labels` given, `sparse_prediction`) changes: it runs
-    the encoder, keeps the masked rows and returns the loss with `logits=None`. Evaluation and every other call go
-    to the model's own forward. The original stays in `model.forward.__wrapped__`, so signature inspection (the
-    Trainer's `num_items_in_batch` detection) sees the model's arguments.
-    """
-    from transformers.modeling_outputs import MaskedLMOutput
-
-    original = model.forward
-
-    @functools.wraps(original)
-    def forward(
-        input_ids=None,
-        attention_mask=None,
-        position_ids=None,
-        inputs_embeds=None,
-        labels=None,
-        sparse_prediction=None,
-        num_items_in_batch=None,
-        **kwargs,
-    ):
-        sparse = model.config.sparse_prediction if sparse_prediction is None else sparse_prediction
-        if labels is None or not sparse or not model.training:
-            return original(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                inputs_embeds=inputs_embeds,
-                labels=labels,
-                sparse_prediction=sparse_prediction,
-                num_items_in_batch=num_items_in_batch,
-                **kwargs,
-            )
-        return_dict = kwargs.pop("return_dict", None)
-        kwargs.pop("loss_chunk_size", None)  # the fused kernel never builds the logits: nothing to chunk
-        outputs = model.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            **kwargs,
-        )
-        hidden = outputs.last_hidden_state  # (B, S, H)
-        labels = labels.reshape(-1)
-        selected = labels != -100
-        rows = hidden.reshape(-1, hidden.shape[-1])[selected]  # (n_masked, H)
-        loss = masked_lm_loss_from_hidden(
-            rows, labels[selected], model.decoder.weight, model.decoder.bias, num_items_in_batch, backend
-        )
-        output = MaskedLMOutput(loss=loss, logits=None, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
-        return output.to_tuple() if return_dict is False else output
-
-    forward._neobert_masked_rows_loss = backend
-    model.forward = forward
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -267,7 +152,9 @@ def apply_kernel_backend(
     for name, new in swaps:
         parent, _, leaf = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, leaf, new)
-    install_masked_rows_loss(model, backend)
+    from .training.losses import install_masked_lm_loss
+
+    install_masked_lm_loss(model, backend)
     logger.info(
         f"kernel_backend=liger: {sum(isinstance(m, LigerRMSNorm) for _, m in swaps)} RMSNorm and "
         f"{sum(isinstance(m, LigerSwiGLU) for _, m in swaps)} SwiGLU modules, fused linear cross-entropy on the masked "

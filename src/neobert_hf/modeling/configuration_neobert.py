@@ -8,6 +8,7 @@ This file is shipped next to `modeling_neobert.py` in every exported checkpoint 
 from typing import Literal
 
 from transformers.configuration_utils import PreTrainedConfig
+from transformers.modeling_rope_utils import RopeParameters
 from transformers.utils import logging
 
 
@@ -48,8 +49,11 @@ class NeoBERTConfig(PreTrainedConfig):
         rope (`bool`, defaults to `True`):
             Rotary position embeddings (adjacent-pair convention). When `False` a learned absolute position
             embedding `positional_embedding` is used instead.
-        rope_theta (`float`, defaults to 10000.0):
-            RoPE base frequency.
+        rope_parameters (`RopeParameters` or `dict`, *optional*):
+            transformers' RoPE configuration, `{"rope_type": "default", "rope_theta": 10000.0}` unless given. Configs
+            written before it existed store a flat `rope_theta`, which is read into it; `config.rope_theta` reads and
+            sets `rope_parameters["rope_theta"]`. Scaled types (`linear`, `yarn`, `llama3`, ...) change the
+            frequencies; the adjacent-pair rotation stays.
         dropout (`float`, defaults to 0.0):
             Dropout on attention probabilities and on both residual branches.
         embedding_init_range (`float`, defaults to 0.02):
@@ -72,6 +76,9 @@ class NeoBERTConfig(PreTrainedConfig):
             Tie the MLM decoder weight to the token embedding. The released model is untied.
         pad_token_id (`int`, defaults to 0):
             Padding token (bert-base-uncased `[PAD]`).
+        bos_token_id, eos_token_id, sep_token_id (`int`, *optional*):
+            Special tokens, unset by default (NeoBERT's inputs are `[CLS] ... [SEP]`, which need no config entry);
+            read by transformers' padding warning (`warn_if_padding_and_no_attention_mask`).
 
     Example:
 
@@ -95,7 +102,7 @@ class NeoBERTConfig(PreTrainedConfig):
     norm_eps: float = 1e-5
     rms_norm: bool = True
     rope: bool = True
-    rope_theta: float = 10000.0
+    rope_parameters: RopeParameters | dict | None = None
     dropout: float = 0.0
     embedding_init_range: float = 0.02
     decoder_init_range: float = 0.02
@@ -106,6 +113,9 @@ class NeoBERTConfig(PreTrainedConfig):
     sparse_prediction: bool = False
     tie_word_embeddings: bool = False
     pad_token_id: int | None = 0
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+    sep_token_id: int | None = None
 
     def __post_init__(self, **kwargs):
         # The released config.json stores the context length as `max_length`: map it before the base class
@@ -145,6 +155,17 @@ class NeoBERTConfig(PreTrainedConfig):
             raise ValueError(f"hidden_act must be one of {_ACTIVATIONS}, got {self.hidden_act!r}.")
         if self.classifier_pooling not in ("cls", "mean"):
             raise ValueError(f"classifier_pooling must be 'cls' or 'mean', got {self.classifier_pooling!r}.")
+
+    @property
+    def rope_theta(self) -> float:
+        """RoPE base frequency, stored in `rope_parameters` (the flat field of configs written before it)."""
+        return float((self.__dict__.get("rope_parameters") or {}).get("rope_theta", self.default_theta))
+
+    @rope_theta.setter
+    def rope_theta(self, value: float) -> None:
+        parameters = dict(self.__dict__.get("rope_parameters") or {"rope_type": "default"})
+        parameters["rope_theta"] = float(value)
+        self.rope_parameters = parameters
 
     @property
     def head_dim(self) -> int:

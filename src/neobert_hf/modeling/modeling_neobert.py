@@ -20,7 +20,6 @@ Two input formats reach the encoder:
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -38,9 +37,12 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
-from transformers.utils import logging
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, logging
 from transformers.utils.generic import can_return_tuple
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_neobert import NeoBERTConfig
 
@@ -147,25 +149,48 @@ class PackedMetadata:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def rope_inverse_frequencies(config: NeoBERTConfig) -> torch.Tensor:
-    dim = config.head_dim
-    return 1.0 / (config.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float32)[: dim // 2] / dim))
+# RoPE types whose frequencies change with the input length at run time; the frequencies here are fixed at init.
+_DYNAMIC_ROPE_TYPES = ("dynamic", "longrope")
+
+
+def rope_inverse_frequencies(config: NeoBERTConfig) -> tuple[torch.Tensor, float]:
+    """Inverse frequencies `(Dh / 2,)` fp32 and the cos/sin scaling factor, from `config.rope_parameters`.
+
+    `default` is computed here (the released model's RoPE, theta 10000); scaled types (`linear`, `yarn`, `llama3`,
+    ...) come from transformers' `ROPE_INIT_FUNCTIONS`. Frequency `i` rotates the pair `(x[2i], x[2i+1])`.
+    """
+    parameters = config.rope_parameters or {"rope_type": "default", "rope_theta": config.default_theta}
+    rope_type = parameters.get("rope_type", "default")
+    if rope_type == "default":
+        dim = config.head_dim
+        theta = parameters.get("rope_theta", config.default_theta)
+        return 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float32)[: dim // 2] / dim)), 1.0
+    if rope_type in _DYNAMIC_ROPE_TYPES or rope_type not in ROPE_INIT_FUNCTIONS:
+        raise ValueError(
+            f"rope_parameters has rope_type={rope_type!r}; NeoBERT supports 'default' and the static scaled types "
+            f"{sorted(t for t in ROPE_INIT_FUNCTIONS if t not in _DYNAMIC_ROPE_TYPES)}."
+        )
+    inv_freq, attention_scaling = ROPE_INIT_FUNCTIONS[rope_type](config, None)
+    return inv_freq.float(), float(attention_scaling)
 
 
 class NeoBERTRotaryEmbedding(nn.Module):
-    """Returns `cos, sin` of shape `(B, S, Dh / 2)` in fp32 for the given positions."""
+    """Returns `cos, sin` of shape `(B, S, Dh / 2)` in fp32 for the given positions (`x` gives only the device)."""
 
     def __init__(self, config: NeoBERTConfig):
         super().__init__()
         self.config = config
-        self.register_buffer("inv_freq", rope_inverse_frequencies(config), persistent=False)
+        inv_freq, self.attention_scaling = rope_inverse_frequencies(config)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     @torch.no_grad()
-    def forward(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        device_type = position_ids.device.type if position_ids.device.type != "mps" else "cpu"
+    def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        device_type = x.device.type if x.device.type != "mps" else "cpu"
         with torch.autocast(device_type=device_type, enabled=False):
-            freqs = position_ids[..., None].float() * self.inv_freq.float()  # (B, S, Dh/2)
-            return freqs.cos(), freqs.sin()
+            freqs = position_ids[..., None].float() * self.inv_freq.to(x.device).float()  # (B, S, Dh/2)
+            if self.attention_scaling == 1.0:
+                return freqs.cos(), freqs.sin()
+            return freqs.cos() * self.attention_scaling, freqs.sin() * self.attention_scaling
 
 
 def apply_rotary_pos_emb(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -421,8 +446,9 @@ class NeoBERTEncoderBlock(GradientCheckpointingLayer):
         attention_mask,
         rope: tuple[torch.Tensor, torch.Tensor] | None,
         packed: PackedMetadata | None,
-        output_attentions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns the attention branch `(B, S, H)` and, from the eager kernel on padded input, the probabilities
+        `(B, nH, S, S)` (`None` from the other kernels and the packed path)."""
         batch, seq_len, _ = x.shape
         # qkv rows are interleaved per head: (B, S, nH, 3*Dh) -> q, k, v each (B, S, nH, Dh)
         q, k, v = self.qkv(x).view(batch, seq_len, self.num_heads, 3 * self.head_dim).chunk(3, dim=-1)
@@ -444,7 +470,7 @@ class NeoBERTEncoderBlock(GradientCheckpointingLayer):
                 self, q, k, v, attention_mask, scaling=self.scaling, dropout=dropout, is_causal=False, **extra
             )
         out = out.reshape(batch, seq_len, -1)  # (B, S, H)
-        return self.resid_dropout(self.wo(out)), weights if output_attentions else None
+        return self.resid_dropout(self.wo(out)), weights
 
     def forward(
         self,
@@ -452,11 +478,10 @@ class NeoBERTEncoderBlock(GradientCheckpointingLayer):
         attention_mask=None,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         packed: PackedMetadata | None = None,
-        output_attentions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attn_out, weights = self.attention(
-            self.attention_norm(hidden_states), attention_mask, rope, packed, output_attentions
-        )
+        """Returns the new hidden states and the attention probabilities (or `None`); transformers' output capturing
+        records both (`_can_record_outputs`)."""
+        attn_out, weights = self.attention(self.attention_norm(hidden_states), attention_mask, rope, packed)
         hidden_states = hidden_states + attn_out
         hidden_states = hidden_states + self.ffn_dropout(self.ffn(self.ffn_norm(hidden_states)))
         return hidden_states, weights
@@ -481,6 +506,13 @@ class NeoBERTPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flex_attn = True
     _supports_attention_backend = True
+    # Read by transformers' `capture_outputs` on `NeoBERTModel`: `hidden_states` are the input of the first block and
+    # the output of every block (the last replaced by the final, normalised states), `attentions` the eager kernel's
+    # probabilities, the second output of every block.
+    _can_record_outputs = {
+        "hidden_states": OutputRecorder(NeoBERTEncoderBlock, index=0),
+        "attentions": OutputRecorder(NeoBERTEncoderBlock, index=1),
+    }
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
@@ -501,17 +533,23 @@ class NeoBERTPreTrainedModel(PreTrainedModel):
                 init.zeros_(module.bias)
         elif isinstance(module, NeoBERTRotaryEmbedding):
             # Non-persistent: absent from checkpoints, so rebuilt after meta-device loading.
-            init.copy_(module.inv_freq, rope_inverse_frequencies(config))
+            init.copy_(module.inv_freq, rope_inverse_frequencies(config)[0])
 
     def save_pretrained(self, save_directory, *args, save_original_format: bool = False, **kwargs):
         """Saves a self-contained folder: weights in the released (fused `ffn.w12`) layout, `config.json` with the full
         `auto_map`, and this modeling code, so `from_pretrained(dir, trust_remote_code=True)` works without
         `neobert_hf` installed.
 
+        transformers v5 defaults to `save_original_format=True`, which runs the load-time conversions backwards on
+        save. With the `ffn.w1`/`ffn.w2` -> `ffn.w12` fusion registered at the top of this file, that would write every
+        NeoBERT in the fork's split layout, whatever it was loaded from. The released checkpoint, every earlier export
+        and the tools that read these folders use the fused `ffn.w12` layout, which loads without any conversion, so it
+        stays the default here; the split layout is opt-in.
+
         Args:
             save_directory (`str` or `os.PathLike`): target folder.
-            save_original_format (`bool`, defaults to `False`): `True` re-splits `ffn.w12` into the layout the
-                weights were loaded from (transformers' reverse conversion); the default keeps the canonical layout.
+            save_original_format (`bool`, defaults to `False`): `True` writes transformers' reverse conversion, the
+                split `ffn.w1`/`ffn.w2` layout; the default keeps the released fused layout.
             kwargs: passed to [`~transformers.PreTrainedModel.save_pretrained`].
         """
         self.config.auto_map = dict(AUTO_MAP)
@@ -602,9 +640,7 @@ class NeoBERTModel(NeoBERTPreTrainedModel):
         cu_seq_lens_k: torch.Tensor | None = None,
         max_length_q: int | None = None,
         max_length_k: int | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutput:
         r"""
         Args:
@@ -619,14 +655,13 @@ class NeoBERTModel(NeoBERTPreTrainedModel):
             token_type_ids: accepted so that `model(**tokenizer(text_a, text_b))` works; NeoBERT has no segment
                 embeddings (the pair is delimited by `[SEP]` alone, as in pretraining), so they do not enter the
                 computation, exactly as in the released model.
+            output_hidden_states, output_attentions (`bool`, *optional*): recorded by transformers' output capturing
+                (see `_can_record_outputs`). Attention probabilities exist only with `attn_implementation="eager"`
+                on padded input; other kernels and packed input warn and return none.
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         kwargs.pop("token_type_ids", None)
-        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = (
-            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        )
         hidden_states = self.encoder(input_ids) if inputs_embeds is None else inputs_embeds  # (B, S, H)
         batch_size, seq_len = hidden_states.shape[:2]
         implementation = self.config._attn_implementation or "sdpa"
@@ -670,6 +705,8 @@ class NeoBERTModel(NeoBERTPreTrainedModel):
                 )
             if position_ids is None:
                 position_ids = torch.arange(seq_len, device=hidden_states.device).unsqueeze(0)
+            if attention_mask is None and input_ids is not None:
+                self.warn_if_padding_and_no_attention_mask(input_ids, attention_mask)
             if attention_mask is not None:
                 if attention_mask.dim() != 2:
                     raise ValueError(
@@ -688,30 +725,49 @@ class NeoBERTModel(NeoBERTPreTrainedModel):
                 )
 
         if self.config.rope:
-            rope = self.rotary_emb(position_ids)
+            rope = self.rotary_emb(hidden_states, position_ids)
         else:
             rope = None
             hidden_states = hidden_states + self.positional_embedding(position_ids)
 
-        all_hidden_states = () if output_hidden_states else None
-        all_attentions = () if output_attentions else None
-        for block in self.transformer_encoder:
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
-            hidden_states, weights = block(hidden_states, mask, rope, packed, output_attentions)
-            if output_attentions:
-                all_attentions += (weights,)
-        hidden_states = self.layer_norm(hidden_states)
+        output_attentions = kwargs.get("output_attentions", self.config.output_attentions)
+        if output_attentions and (implementation != "eager" or packed is not None):
+            logger.warning_once(
+                f"output_attentions=True: attn_implementation={implementation!r}"
+                f"{' on packed input' if packed is not None else ''} does not return attention probabilities, so "
+                "`attentions` is empty. Load the model with attn_implementation='eager' (or call "
+                "model.set_attn_implementation('eager')) and pass padded batches to get them."
+            )
+        record = {k: kwargs[k] for k in ("output_attentions", "output_hidden_states") if k in kwargs}
+        outputs = self._encode(hidden_states, mask, rope, packed, return_dict=True, **record)
 
         if unpad_index is not None:
-            hidden_states = _pad_back(hidden_states, unpad_index, batch_size, seq_len)
-            if output_hidden_states:
-                all_hidden_states = tuple(_pad_back(h, unpad_index, batch_size, seq_len) for h in all_hidden_states)
-        if output_hidden_states:
-            all_hidden_states += (hidden_states,)
-        return BaseModelOutput(
-            last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions
-        )
+            outputs = BaseModelOutput(
+                last_hidden_state=_pad_back(outputs.last_hidden_state, unpad_index, batch_size, seq_len),
+                hidden_states=None
+                if outputs.hidden_states is None
+                else tuple(
+                    None if h is None else _pad_back(h, unpad_index, batch_size, seq_len)
+                    for h in outputs.hidden_states
+                ),
+                attentions=outputs.attentions,
+            )
+        return outputs
+
+    @capture_outputs
+    def _encode(
+        self,
+        hidden_states: torch.Tensor,
+        mask,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
+        packed: PackedMetadata | None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutput:
+        """The encoder blocks and the final norm on prepared input (`(B, S, H)`, or `(1, T, H)` packed). A method of
+        its own so that `forward` can scatter the recorded hidden states of the varlen path back to `(B, S, H)`."""
+        for block in self.transformer_encoder:
+            hidden_states, _ = block(hidden_states, mask, rope, packed)
+        return BaseModelOutput(last_hidden_state=self.layer_norm(hidden_states))
 
 
 def _pad_back(packed_states: torch.Tensor, index: torch.Tensor, batch_size: int, seq_len: int) -> torch.Tensor:
@@ -738,127 +794,6 @@ def _document_block_mask(packed: PackedMetadata, total: int):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class NeoBERTMaskedLMOutput(MaskedLMOutput):
-    """[`MaskedLMOutput`] plus `masked_correct`: with `loss_chunk_size`, the loss comes without `logits` and
-    `masked_correct` counts the masked tokens whose argmax prediction is the label (for the MLM accuracy)."""
-
-    masked_correct: torch.Tensor | None = None
-
-
-class _ChunkedLinearCrossEntropy(torch.autograd.Function):
-    """Summed cross-entropy of `F.linear(hidden, weight, bias)` against `labels` (-100 ignored), `chunk_size` rows
-    at a time, without ever holding the `(N, V)` logits: each chunk's logits are built, reduced to the loss and, when
-    a gradient is needed, turned in place into `softmax - one_hot`, which is multiplied into the gradients of
-    `hidden`, `weight` and `bias` right away. `backward` only scales those by the incoming gradient (the loss is a
-    scalar), so no chunk is computed twice. Peak memory: the weight gradient plus one chunk of logits.
-
-    Returns the loss sum (fp32, or the input dtype if wider) and the number of rows whose argmax is the label (not differentiable)."""
-
-    @staticmethod
-    def forward(ctx, hidden, weight, bias, labels, chunk_size):
-        need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
-        need_any = need_hidden or need_weight or need_bias
-        grad_hidden = torch.zeros_like(hidden) if need_hidden else None
-        acc = torch.promote_types(hidden.dtype, torch.float32)
-        grad_weight = torch.zeros_like(weight, dtype=acc) if need_weight else None
-        grad_bias = torch.zeros_like(bias, dtype=acc) if need_bias else None
-        loss = torch.zeros((), dtype=acc, device=hidden.device)
-        correct = torch.zeros((), dtype=torch.int64, device=hidden.device)
-        all_valid = bool((labels != -100).all())  # the masked-rows path selects only targets
-        weight_rows = weight.to(hidden.dtype) if need_hidden else None  # one cast, not one per chunk
-        for start in range(0, hidden.shape[0], chunk_size):
-            rows = hidden[start : start + chunk_size]  # (c, H)
-            target = labels[start : start + chunk_size]  # (c,)
-            valid = target != -100
-            safe = target.clamp(min=0)
-            logits = _at_least_fp32(F.linear(rows, weight, bias))  # (c, V)
-            picked = logits.gather(1, safe[:, None]).squeeze(1)  # (c,)
-            top, predicted = logits.max(dim=-1)
-            correct += ((predicted == target) & valid).sum()
-            exp = logits.sub_(top[:, None]).exp_()  # in place: no second (c, V) buffer
-            total = exp.sum(dim=-1)
-            token_loss = top + total.log() - picked
-            loss += token_loss.sum() if all_valid else torch.where(valid, token_loss, 0.0).sum()
-            if not need_any:
-                continue
-            grad = exp.div_(total[:, None])  # softmax, in place
-            grad[torch.arange(grad.shape[0], device=grad.device), safe] -= 1.0
-            if not all_valid:
-                grad *= valid[:, None]
-            grad_rows = grad.to(rows.dtype)
-            if need_hidden:
-                grad_hidden[start : start + chunk_size] = grad_rows @ weight_rows
-            if need_weight:
-                grad_weight.addmm_(grad_rows.t().to(acc), rows.to(acc))
-            if need_bias:
-                grad_bias += grad.sum(0)
-            del logits, exp, grad, grad_rows
-        ctx.save_for_backward(*(g for g in (grad_hidden, grad_weight, grad_bias) if g is not None))
-        ctx.which = (need_hidden, need_weight, need_bias)
-        ctx.used = False
-        ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype)
-        ctx.mark_non_differentiable(correct)
-        return loss, correct
-
-    @staticmethod
-    def backward(ctx, grad_loss, grad_correct):
-        if ctx.used:
-            raise RuntimeError(
-                "The chunked MLM loss (loss_chunk_size) scales its precomputed gradients in place and supports one "
-                "backward pass; drop loss_chunk_size to backpropagate through the same graph twice."
-            )
-        ctx.used = True
-        saved = iter(ctx.saved_tensors)
-        grads = [next(saved) if needed else None for needed in ctx.which]
-        # In place: a scaled copy of the weight gradient would double the head's peak memory.
-        grad_hidden, grad_weight, grad_bias = (None if g is None else g.mul_(grad_loss) for g in grads)
-        if grad_weight is not None:
-            grad_weight = grad_weight.to(ctx.dtypes[0])
-        if grad_bias is not None:
-            grad_bias = grad_bias.to(ctx.dtypes[1])
-        return grad_hidden, grad_weight, grad_bias, None, None
-
-
-def _check_plain_decoder(decoder: nn.Module) -> None:
-    """`loss_chunk_size` multiplies `decoder.weight` itself instead of calling the decoder: refuse decoders whose
-    forward does something else (low-precision conversions) or whose weight is still sharded at this point."""
-    if not isinstance(decoder, nn.Linear) or type(decoder).forward is not nn.Linear.forward:
-        raise ValueError(
-            f"loss_chunk_size multiplies decoder.weight directly, but the decoder is a {type(decoder).__name__} "
-            "(a low-precision conversion?), whose forward it would bypass. Keep the decoder a plain nn.Linear "
-            "(filter_fqns: [decoder]) or set loss_chunk_size to none."
-        )
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:  # torch without distributed support
-        return
-    if isinstance(decoder.weight, DTensor):
-        # FSDP2 gathers a unit's weights in the pre-forward hook of its first module. accelerate groups the final
-        # norm with the decoder (reshard_after_forward=False), so the decoder weight is whole here; a layout where
-        # the decoder is a unit of its own leaves it sharded, since its forward is never called.
-        raise ValueError(
-            "loss_chunk_size multiplies decoder.weight outside the decoder's forward, but that weight is still a "
-            "sharded DTensor here (the decoder is an FSDP2 unit of its own, gathered only inside its forward). Set "
-            "loss_chunk_size to none (--loss_chunk_size none), or shard the decoder together with the final norm "
-            "(accelerate's FSDP2 default)."
-        )
-
-
-@torch.compiler.disable
-def chunked_linear_cross_entropy(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    labels: torch.Tensor,
-    chunk_size: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """`(loss_sum, n_correct)` of the rows `hidden` `(N, H)` through the decoder `weight` `(V, H)` / `bias`, without
-    materialising the `(N, V)` logits (see [`_ChunkedLinearCrossEntropy`]). Runs eagerly under `torch.compile`: the
-    number of rows changes with every batch, and a traced loop over it would recompile for each."""
-    if not isinstance(chunk_size, int) or chunk_size <= 0:
-        raise ValueError(f"loss_chunk_size must be a positive number of rows, got {chunk_size!r}.")
-    return _ChunkedLinearCrossEntropy.apply(hidden, weight, bias, labels.reshape(-1), chunk_size)
 
 
 class NeoBERTForMaskedLM(NeoBERTPreTrainedModel):
@@ -887,9 +822,7 @@ class NeoBERTForMaskedLM(NeoBERTPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         sparse_prediction: bool | None = None,
-        num_items_in_batch: torch.Tensor | int | None = None,
-        loss_chunk_size: int | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> MaskedLMOutput:
         r"""
         Args:
@@ -897,20 +830,18 @@ class NeoBERTForMaskedLM(NeoBERTPreTrainedModel):
             sparse_prediction (`bool`, *optional*): project only the rows with `labels != -100` to the vocabulary
                 (defaults to `config.sparse_prediction`); the `(B, S, V)` logits are then never built and `logits`
                 has shape `(n_masked, V)`.
-            num_items_in_batch (`int` or `torch.Tensor`, *optional*): divide the summed loss by this count (set by
-                `Trainer` to the number of masked tokens in the whole optimizer step). Without it the loss is the
-                mean over this batch's masked tokens, and 0 (graph connected) when there is none.
-            loss_chunk_size (`int`, *optional*): with `labels` and `sparse_prediction`, compute the loss `loss_chunk_size`
-                masked rows at a time without building their logits (same loss and gradients; peak memory of the head
-                drops to the decoder's weight gradient plus one chunk). `logits` is then `None` and `masked_correct`
-                counts the correct argmax predictions. Needs a plain `nn.Linear` decoder.
-            kwargs: passed to [`NeoBERTModel.forward`] (packed metadata, `token_type_ids`, ...).
+            kwargs: passed to [`NeoBERTModel.forward`] (packed metadata, `token_type_ids`, `output_*`), except
+                `num_items_in_batch`, which goes to the loss (transformers' `ForMaskedLMLoss`: cross-entropy in fp32,
+                summed and divided by it when given, as the `Trainer` does under gradient accumulation; the mean over
+                this batch's targets otherwise).
         """
+        num_items_in_batch = kwargs.pop("num_items_in_batch", None)
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
+            return_dict=True,
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state  # (B, S, H)
@@ -921,60 +852,16 @@ class NeoBERTForMaskedLM(NeoBERTPreTrainedModel):
             selected = torch.nonzero(labels != -100, as_tuple=False).reshape(-1)  # (n_masked,)
             hidden_states = hidden_states.reshape(-1, hidden_states.shape[-1]).index_select(0, selected)  # (n_masked, H)
             labels = labels.index_select(0, selected)
-        if loss_chunk_size is not None:
-            if labels is None or not sparse:
-                raise ValueError(
-                    "loss_chunk_size computes the masked-token loss without logits: it needs labels and "
-                    "sparse_prediction=True (the full-logits path builds every logit anyway)."
-                )
-            _check_plain_decoder(self.decoder)
-            loss_sum, correct = chunked_linear_cross_entropy(
-                hidden_states, self.decoder.weight, self.decoder.bias, labels, loss_chunk_size
-            )
-            return NeoBERTMaskedLMOutput(
-                loss=_divide_loss(loss_sum, labels, num_items_in_batch),
-                logits=None,
-                hidden_states=outputs.hidden_states,
-                attentions=outputs.attentions,
-                masked_correct=correct,
-            )
-        logits = self.decoder(hidden_states)
+        logits = self.decoder(hidden_states)  # (B, S, V), or (n_masked, V)
 
         loss = None
         if labels is not None:
-            loss = masked_lm_loss(logits, labels, num_items_in_batch)
+            loss = self.loss_function(
+                logits, labels, vocab_size=self.config.vocab_size, num_items_in_batch=num_items_in_batch
+            )
         return MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-
-
-def masked_lm_loss(
-    logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None
-) -> torch.Tensor:
-    """Cross-entropy summed in fp32 over the labels that are not -100, divided by `num_items_in_batch` (or by this
-    batch's count, at least 1). A batch without any target gives 0 with the graph connected."""
-    labels = labels.reshape(-1).to(logits.device)
-    loss_sum = F.cross_entropy(
-        _at_least_fp32(logits.reshape(-1, logits.shape[-1])), labels, ignore_index=-100, reduction="sum"
-    )
-    return _divide_loss(loss_sum, labels, num_items_in_batch)
-
-
-def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
-    return x.to(torch.promote_types(x.dtype, torch.float32))
-
-
-def _divide_loss(
-    loss_sum: torch.Tensor, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None
-) -> torch.Tensor:
-    """`loss_sum / num_items_in_batch`, or over this batch's count of targets (at least 1)."""
-    if num_items_in_batch is None:
-        denominator = (labels != -100).sum().clamp(min=1)
-    elif torch.is_tensor(num_items_in_batch):
-        denominator = num_items_in_batch.to(loss_sum.device).clamp(min=1)
-    else:
-        denominator = max(int(num_items_in_batch), 1)
-    return loss_sum / denominator
 
 
 class NeoBERTClassificationHead(nn.Module):
@@ -997,8 +884,9 @@ class NeoBERTForSequenceClassification(NeoBERTPreTrainedModel):
     """NeoBERT with a pooled classification/regression head `classifier` (see [`NeoBERTClassificationHead`]).
 
     Pooling is `config.classifier_pooling` (`"cls"`: the first token; `"mean"`: mean over non-padding tokens). The
-    loss follows `config.problem_type` (`regression`, `single_label_classification`, `multi_label_classification`),
-    inferred from `num_labels` and the label dtype when unset.
+    loss is transformers' `ForSequenceClassificationLoss`, following `config.problem_type` (`regression`,
+    `single_label_classification`, `multi_label_classification`), inferred from `num_labels` and the label dtype when
+    unset.
     """
 
     def __init__(self, config: NeoBERTConfig):
@@ -1016,7 +904,7 @@ class NeoBERTForSequenceClassification(NeoBERTPreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> SequenceClassifierOutput:
         kwargs.pop("num_items_in_batch", None)  # the Trainer's token count has no meaning for a per-sequence loss
         # Pooling takes one vector per row: a packed row would silently give one prediction for all its sequences.
@@ -1041,6 +929,7 @@ class NeoBERTForSequenceClassification(NeoBERTPreTrainedModel):
             attention_mask=attention_mask,
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
+            return_dict=True,
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state  # (B, S, H)
@@ -1056,23 +945,13 @@ class NeoBERTForSequenceClassification(NeoBERTPreTrainedModel):
 
         loss = None
         if labels is not None:
-            labels = labels.to(logits.device)
-            if self.config.problem_type is None:
-                if self.num_labels == 1:
-                    self.config.problem_type = "regression"
-                elif labels.dtype in (torch.long, torch.int):
-                    self.config.problem_type = "single_label_classification"
-                else:
-                    self.config.problem_type = "multi_label_classification"
-            if self.config.problem_type == "regression":
-                if self.num_labels == 1:
-                    loss = F.mse_loss(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
-                else:
-                    loss = F.mse_loss(logits, labels.to(logits.dtype))
-            elif self.config.problem_type == "single_label_classification":
-                loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
-            else:
-                loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+            problem_type = self.config.problem_type
+            single_label = problem_type == "single_label_classification" or (
+                problem_type is None and self.num_labels > 1 and labels.dtype in (torch.long, torch.int)
+            )
+            if not single_label:
+                labels = labels.to(logits.dtype)  # regression / multi-label targets: compared in the logits' dtype
+            loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config)
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -1098,20 +977,21 @@ class NeoBERTForTokenClassification(NeoBERTPreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> TokenClassifierOutput:
-        kwargs.pop("num_items_in_batch", None)
+        kwargs.pop("num_items_in_batch", None)  # the loss is the mean over this batch's labelled tokens
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
+            return_dict=True,
             **kwargs,
         )
         logits = self.classifier(self.dropout(outputs.last_hidden_state))  # (B, S, num_labels)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1).to(logits.device))
+            loss = self.loss_function(logits, labels, self.config)
         return TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -1135,7 +1015,7 @@ class NeoBERTForQuestionAnswering(NeoBERTPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         start_positions: torch.LongTensor | None = None,
         end_positions: torch.LongTensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> QuestionAnsweringModelOutput:
         kwargs.pop("num_items_in_batch", None)
         outputs = self.model(
@@ -1143,6 +1023,7 @@ class NeoBERTForQuestionAnswering(NeoBERTPreTrainedModel):
             attention_mask=attention_mask,
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
+            return_dict=True,
             **kwargs,
         )
         logits = self.classifier(outputs.last_hidden_state)  # (B, S, 2)
@@ -1150,13 +1031,7 @@ class NeoBERTForQuestionAnswering(NeoBERTPreTrainedModel):
         loss = None
         if start_positions is not None and end_positions is not None:
             # positions outside the sequence are ignored, as in transformers' QA models
-            ignored = start_logits.size(1)
-            start = start_positions.view(-1).clamp(0, ignored).to(start_logits.device)
-            end = end_positions.view(-1).clamp(0, ignored).to(end_logits.device)
-            loss = (
-                F.cross_entropy(start_logits, start, ignore_index=ignored)
-                + F.cross_entropy(end_logits, end, ignore_index=ignored)
-            ) / 2
+            loss = self.loss_function(start_logits, end_logits, start_positions, end_positions)
         return QuestionAnsweringModelOutput(
             loss=loss,
             start_logits=start_logits,
@@ -1184,7 +1059,4 @@ __all__ = [
     "NeoBERTForSequenceClassification",
     "NeoBERTForTokenClassification",
     "NeoBERTForQuestionAnswering",
-    "NeoBERTMaskedLMOutput",
-    "chunked_linear_cross_entropy",
-    "masked_lm_loss",
 ]

@@ -55,6 +55,7 @@ from ..checkpoints import (
 from ..data.packing import PackingStats
 from .data_state import StreamPositionTracker, is_stateful
 from .hub import CleanHubPushMixin
+from .losses import MaskedLMLoss, install_masked_lm_loss, supports_masked_lm_loss
 from .optim import QKClip, build_muonclip
 
 
@@ -247,8 +248,14 @@ class NeoBERTTrainer(CleanHubPushMixin, CheckpointTreeTrainerMixin, Trainer):
         if training:
             self._monitor.forward_start()
         inputs = {**inputs, "sparse_prediction": self.args.masked_logits_only_loss}
-        if training and self.args.loss_chunk_size is not None and "labels" in inputs:
-            inputs["loss_chunk_size"] = self.args.loss_chunk_size
+        unwrapped = self.accelerator.unwrap_model(model, keep_torch_compile=False)
+        if training and "labels" in inputs and supports_masked_lm_loss(unwrapped):
+            # The one training loss (training/losses.py), computed inside the model's forward call so that DDP, FSDP
+            # and torch.compile wrap it (so it is installed on the module inside them); the backend is torch unless
+            # kernel_backend installed liger.
+            backend = install_masked_lm_loss(unwrapped)
+            chunk_size = self.args.loss_chunk_size if backend == "torch" else None
+            inputs["training_loss"] = MaskedLMLoss(backend=backend, chunk_size=chunk_size)
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if training:
             self._monitor.forward_end()
