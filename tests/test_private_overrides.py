@@ -79,6 +79,8 @@ def _package_trainers() -> list[type]:
     """Every `Trainer` subclass defined in neobert_hf (modules whose optional dependencies are missing are skipped)."""
     found = {}
     for info in pkgutil.walk_packages(neobert_hf.__path__, "neobert_hf."):
+        if info.name.rsplit(".", 1)[-1] == "__main__":  # runs a command when imported
+            continue
         try:
             module = importlib.import_module(info.name)
         except ImportError:
