@@ -310,7 +310,8 @@ def install_masked_lm_loss(model: nn.Module, backend: LossBackend | None = None)
 
 def supports_masked_lm_loss(model: nn.Module) -> bool:
     """Whether `model` has the encoder `model` and the `decoder` that [`install_masked_lm_loss`] needs."""
-    return isinstance(getattr(model, "model", None), nn.Module) and isinstance(getattr(model, "decoder", None), nn.Module)
+    encoder, decoder = getattr(model, "model", None), getattr(model, "decoder", None)
+    return isinstance(encoder, nn.Module) and isinstance(decoder, nn.Module)
 
 
 def _training_forward(
@@ -344,7 +345,8 @@ def _training_forward(
     if sparse:
         # One data-dependent op (a single graph break under torch.compile) for both selections.
         selected = torch.nonzero(targets != -100, as_tuple=False).reshape(-1)  # (n_masked,)
-        hidden, targets = hidden.index_select(0, selected), targets.index_select(0, selected)  # (n_masked, H), (n_masked,)
+        hidden = hidden.index_select(0, selected)  # (n_masked, H)
+        targets = targets.index_select(0, selected)  # (n_masked,)
     elif training_loss.chunk_size is not None or training_loss.backend != "torch":
         raise ValueError(
             "The chunked and fused MLM losses project only the masked rows: they need sparse_prediction=True "
