@@ -1,9 +1,12 @@
 """Tokenizer preparation (pad/mask tokens, inert vocabulary padding) and dataset tokenization/preprocessing."""
 
+import gzip
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
-from datasets import Dataset
+from datasets import Dataset, load_dataset
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -11,6 +14,8 @@ from neobert_hf.data import (
     INERT_TOKEN_FORMAT,
     MicrobatchDataset,
     MLMMasker,
+    ParallelTokenizedStream,
+    TokenizeFunction,
     load_pretraining_data,
     load_tokenizer,
     prepare_tokenizer,
@@ -83,8 +88,6 @@ def test_tokenize_dataset_adds_cls_sep_drops_empty_and_never_truncates():
     # The same function, streamed (lazily, in this process) and in two worker processes.
     streamed = tokenize_dataset(raw.to_iterable_dataset(), tokenizer, batch_size=2)
     assert [row["input_ids"] for row in streamed] == [first, second]
-    with pytest.raises(ValueError, match="num_proc > 1 cannot be used with a streamed dataset"):
-        tokenize_dataset(raw.to_iterable_dataset(), tokenizer, num_proc=2)
     parallel = tokenize_dataset(raw, tokenizer, num_proc=2, batch_size=2, load_from_cache_file=False)
     assert parallel["input_ids"] == [first, second]
 
@@ -102,3 +105,118 @@ def test_preprocess_saves_a_reusable_tokenized_dataset(tmp_path):
     assert data.tokenized and data.eval_origin == "auto_split" and len(data.train) == 30 and len(data.eval) == 5
     batches = list(MicrobatchDataset(data.train, tokens_per_batch=256, max_seq_length=64, buffer_size=4))
     assert sum(int((b["labels"] != -100).sum()) for b in batches) == sum(len(x) for x in data.train["input_ids"])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Streams tokenized by worker processes: the serial token stream, and exact resume
+# ---------------------------------------------------------------------------------------------------------------------
+
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus" / "train.jsonl.gz"
+
+
+@pytest.fixture(scope="module")
+def text_stream_files(tmp_path_factory):
+    """Real text from the shipped corpus in 3 JSON-lines shards (a stream with a nontrivial position), with empty
+    and whitespace-only records mixed in (they make no row)."""
+    folder = tmp_path_factory.mktemp("stream")
+    with gzip.open(CORPUS, "rt", encoding="utf-8") as handle:
+        texts = [json.loads(line)["text"] for _, line in zip(range(1500), handle)]
+    for index in range(0, len(texts), 97):
+        texts[index] = "" if index % 2 else "   "
+    files = []
+    for shard in range(3):
+        path = folder / f"part-{shard}.jsonl"
+        path.write_text("".join(json.dumps({"text": t, "id": i}) + "\n" for i, t in enumerate(texts[shard::3])))
+        files.append(str(path))
+    return files
+
+
+def _text_stream(files):
+    return load_dataset("json", data_files=files, split="train", streaming=True)
+
+
+def _packed(source, masker, **overrides):
+    return MicrobatchDataset(
+        source,
+        tokens_per_batch=512,
+        max_seq_length=64,
+        buffer_size=8,
+        shuffle_buffer_size=64,
+        masker=masker,
+        seed=3,
+        return_segment_info=True,
+        **overrides,
+    )
+
+
+def _same_batches(left, right):
+    assert len(left) == len(right)
+    for a, b in zip(left, right):
+        assert a.keys() == b.keys()
+        for key in a:
+            if hasattr(a[key], "shape"):
+                assert np.array_equal(np.asarray(a[key]), np.asarray(b[key])), key
+            else:
+                assert a[key] == b[key], key
+
+
+def test_parallel_stream_tokenization_gives_the_serial_token_stream(text_stream_files):
+    tokenizer = load_tokenizer(TOKENIZER_DIR).tokenizer
+    serial = [row["input_ids"] for row in tokenize_dataset(_text_stream(text_stream_files), tokenizer)]
+    parallel = tokenize_dataset(_text_stream(text_stream_files), tokenizer, num_proc=2, batch_size=37)
+    assert isinstance(parallel, ParallelTokenizedStream) and parallel.num_workers == 2
+    rows = [row["input_ids"] for row in parallel]
+    assert len(rows) == len(serial) > 1000
+    assert all(isinstance(r, np.ndarray) and r.dtype == np.int32 for r in rows)
+    assert [r.tolist() for r in rows] == serial
+    # Everything but iteration behaves as the serial mapped stream.
+    assert next(iter(parallel.take(1)))["input_ids"] == serial[0]
+    # A second pass (as every epoch makes) gives the same rows again.
+    assert [row["input_ids"].tolist() for row in parallel] == serial
+    parallel.close()
+
+
+def test_parallel_stream_resume_mid_stream_equals_uninterrupted(text_stream_files):
+    prepared = load_tokenizer(TOKENIZER_DIR)
+    masker = MLMMasker.from_tokenizer(prepared.tokenizer, mlm_probability=0.2, seed=5)
+    serial_source = tokenize_dataset(_text_stream(text_stream_files), prepared.tokenizer)
+    reference = list(_packed(serial_source, masker))  # the whole epoch, tokenized in this process
+
+    source = tokenize_dataset(_text_stream(text_stream_files), prepared.tokenizer, num_proc=2, batch_size=50)
+    uninterrupted = list(_packed(source, masker))
+    _same_batches(uninterrupted, reference)  # workers change nothing in the batches
+
+    first = _packed(source, masker)
+    iterator = iter(first)
+    head = [next(iterator) for _ in range(23)]  # workers have tokenized ahead of this point
+    state = first.state_dict()
+    assert state["source_state"]["format"].startswith("neobert_hf.ParallelTokenizedStream/")
+    del iterator
+    # A new stream with another number of workers and another batch size continues exactly.
+    resumed_source = tokenize_dataset(_text_stream(text_stream_files), prepared.tokenizer, num_proc=3, batch_size=71)
+    resumed = _packed(resumed_source, masker)
+    resumed.load_state_dict(state)
+    _same_batches(head + list(resumed), reference)
+    source.close()
+    resumed_source.close()
+
+
+def test_parallel_and_serial_stream_positions_are_not_mixed_up(text_stream_files):
+    prepared = load_tokenizer(TOKENIZER_DIR)
+    serial = _packed(tokenize_dataset(_text_stream(text_stream_files), prepared.tokenizer), None)
+    iterator = iter(serial)
+    next(iterator)
+    serial_state = serial.state_dict()
+    parallel_stream = ParallelTokenizedStream(
+        _text_stream(text_stream_files), TokenizeFunction(prepared.tokenizer), num_workers=1
+    )
+    with pytest.raises(ValueError, match="tokenized the stream in the reading process"):
+        parallel_stream.load_state_dict(serial_state["source_state"])
+    parallel_state = {**serial_state, "source_state": {"format": "neobert_hf.ParallelTokenizedStream/1",
+                                                       "texts": None, "records": 3}}
+    again = _packed(tokenize_dataset(_text_stream(text_stream_files), prepared.tokenizer), None)
+    again.load_state_dict(parallel_state)
+    with pytest.raises(ValueError, match="tokenized by worker processes"):
+        next(iter(again))
+    with pytest.raises(ValueError, match="num_workers must be >= 1"):
+        ParallelTokenizedStream(_text_stream(text_stream_files), TokenizeFunction(prepared.tokenizer), num_workers=0)

@@ -117,5 +117,9 @@ def _started_as_command() -> bool:
     return program.startswith("neobert-hf")
 
 
-if not _started_as_command():
+# Worker processes that only tokenize (`neobert_hf.data.ParallelTokenizedStream`) are started with this variable set:
+# they never load a model, so they skip importing the modeling stack.
+_TOKENIZER_WORKER_ENV = "NEOBERT_HF_TOKENIZER_WORKER"
+
+if not _started_as_command() and os.environ.get(_TOKENIZER_WORKER_ENV) != "1":
     register_auto_classes()

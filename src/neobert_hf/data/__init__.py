@@ -43,6 +43,7 @@ from .packing import (
 from .pipeline import build_mlm_datasets
 from .tokenization import (
     INERT_TOKEN_FORMAT,
+    ParallelTokenizedStream,
     PreparedTokenizer,
     TokenizeFunction,
     load_tokenizer,
@@ -63,6 +64,7 @@ __all__ = [
     "PreparedTokenizer",
     "PretrainingData",
     "Segment",
+    "ParallelTokenizedStream",
     "TokenizeFunction",
     "add_sample_index",
     "build_mlm_datasets",

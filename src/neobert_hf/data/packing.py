@@ -67,11 +67,12 @@ one after the last batch *yielded*; since loaders may fetch ahead, a tracker kee
 references, no copy) and turns the one of the step it saves into a state with `state_dict_from_handle`.
 
 **Workers and ranks.** Iterate in the main process (`DataLoader(num_workers=0)`): the resume state lives in the
-iterator, and a worker process would keep it out of reach, so a worker raises a clear error. Tokenize ahead of
-time (`preprocess`, with `num_proc`) if tokenization is the bottleneck; packing and masking cost a few
-milliseconds per batch. For several ranks pass `num_shards=world_size, shard_index=rank`: every rank packs the same
-stream and keeps every `num_shards`-th batch (only kept batches are masked), so ranks stay in step and each rank's
-state resumes its own share.
+iterator, and a worker process would keep it out of reach, so a worker raises a clear error. Tokenization is what
+costs: give a stream tokenizing worker processes (`tokenize_dataset(stream, num_proc=N)` makes a
+`ParallelTokenizedStream`, whose position counts consumed records, so resume stays exact), or tokenize ahead of time
+(`preprocess`, with `num_proc`); packing and masking cost a few milliseconds per batch. For several ranks pass
+`num_shards=world_size, shard_index=rank`: every rank packs the same stream and keeps every `num_shards`-th batch
+(only kept batches are masked), so ranks stay in step and each rank's state resumes its own share.
 """
 
 from __future__ import annotations
@@ -486,6 +487,15 @@ class _StreamSource:
         self.data, self.column, self.length = data, column, None
 
     def documents(self, epoch: int, start: int, state: Any) -> Iterator[tuple[int, np.ndarray]]:
+        parallel_state = isinstance(state, Mapping) and str(state.get("format", "")).startswith(
+            "neobert_hf.ParallelTokenizedStream/"
+        )
+        if parallel_state and not hasattr(self.data, "num_workers"):
+            raise ValueError(
+                "This data position was saved by a run whose stream was tokenized by worker processes "
+                "(preprocessing_num_workers > 1); it continues exactly only with workers again (any number of them). "
+                "Resume with preprocessing_num_workers set."
+            )
         self.data.set_epoch(epoch)
         self.data.load_state_dict(state)  # None starts the epoch from scratch
         for ordinal, row in enumerate(self.data, start=start):
@@ -882,8 +892,9 @@ class MicrobatchDataset(TorchIterableDataset):
         if get_worker_info() is not None:
             raise RuntimeError(
                 "MicrobatchDataset must be iterated in the main process (DataLoader num_workers=0): its exact-resume "
-                "state lives in the iterator and would be lost in a worker. Tokenize ahead of time with "
-                "`neobert_hf.data.preprocess` (num_proc) if data loading is slow; packing itself is cheap."
+                "state lives in the iterator and would be lost in a worker. If data loading is slow, tokenize with "
+                "worker processes (tokenize_dataset(..., num_proc=N), for streams too; preprocessing_num_workers in "
+                "recipes) or ahead of time with `neobert_hf.data.preprocess`; packing itself is cheap."
             )
         self._generation += 1
         generation = self._generation

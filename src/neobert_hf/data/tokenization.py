@@ -6,7 +6,9 @@
   `pad_token_id` to copy into the model config, so that `len(tokenizer) == config.vocab_size`.
 - [`tokenize_dataset`]: `datasets.map` (batched, `num_proc` processes) that turns text into `input_ids` with
   `[CLS] ... [SEP]` around each document and **no truncation**: long documents are split into `max_seq_length`
-  chunks later by the packer, so no text is thrown away.
+  chunks later by the packer, so no text is thrown away. A stream with `num_proc > 1` is tokenized by worker
+  processes while training reads it ([`ParallelTokenizedStream`]), with the same tokens in the same order and an
+  exact resume position.
 - [`preprocess`]: load a source, tokenize every split and `save_to_disk` it for reuse (`neobert-hf preprocess`).
 
 Inert tokens are added as special tokens named `[unused_<k>]` (skipping names already in the vocabulary). They
@@ -15,18 +17,27 @@ never come out of tokenizing ordinary text, MLM never selects them and never dra
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
 import os
+import weakref
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from datasets import Dataset, DatasetDict, Features, IterableDataset, List, Value
 
+from ..tokenize_workers import encode_documents, encode_in_worker, start_worker
 from .loading import Source, find_text_column, load_splits, select_split
 
 __all__ = [
     "INERT_TOKEN_FORMAT",
+    "ParallelTokenizedStream",
     "PreparedTokenizer",
     "TokenizeFunction",
     "load_tokenizer",
@@ -226,18 +237,11 @@ class TokenizeFunction:
         self.suffix = [last] if last is not None else []
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list[list[int]]]:
-        texts = [text for text in batch[self.text_column] if text is not None and text.strip()]
-        if not texts:
-            return {"input_ids": []}
-        encoded = self.tokenizer(
-            texts,
-            add_special_tokens=False,
-            truncation=False,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-            verbose=False,
-        )["input_ids"]
-        return {"input_ids": [self.prefix + ids + self.suffix for ids in encoded]}
+        return {"input_ids": [ids for ids in self.encode(batch[self.text_column]) if ids is not None]}
+
+    def encode(self, texts: list[str | None]) -> list[list[int] | None]:
+        """One entry per text: its `input_ids`, or `None` for an empty or missing text (which `__call__` drops)."""
+        return encode_documents(self.tokenizer, texts, self.prefix, self.suffix)
 
 
 def tokenize_dataset(
@@ -259,8 +263,10 @@ def tokenize_dataset(
         text_column (`str`, *optional*):
             Text column; auto-detected when not given.
         num_proc (`int`, *optional*):
-            Worker processes for map-style datasets. Streams are tokenized lazily in the consuming process, so
-            `num_proc > 1` is an error for them.
+            Tokenizing processes. Map-style datasets: `datasets.map`'s `num_proc`. Streams: with `num_proc > 1`, a
+            [`ParallelTokenizedStream`] whose worker processes tokenize batches of `batch_size` documents ahead of
+            the reader, in order (same tokens, same order, exact resume); otherwise the stream is tokenized lazily in
+            the reading process.
         batch_size (`int`, *optional*, defaults to 1000):
             Documents per tokenizer call.
         load_from_cache_file (`bool`, *optional*, defaults to `True`):
@@ -273,10 +279,7 @@ def tokenize_dataset(
     function = TokenizeFunction(tokenizer, column)
     if isinstance(dataset, IterableDataset):
         if num_proc is not None and num_proc > 1:
-            raise ValueError(
-                "num_proc > 1 cannot be used with a streamed dataset: it is tokenized lazily while training reads it. "
-                "Tokenize ahead of time with `neobert-hf preprocess` (which uses num_proc) for parallel tokenization."
-            )
+            return ParallelTokenizedStream(dataset, function, num_workers=num_proc, batch_size=batch_size)
         columns = dataset.column_names or list(_first_columns(dataset))
         return dataset.map(function, batched=True, batch_size=batch_size, remove_columns=columns)
     return dataset.map(
@@ -294,6 +297,186 @@ def tokenize_dataset(
 def _first_columns(dataset: IterableDataset) -> list[str]:
     first = next(iter(dataset.take(1)), None)
     return list(first) if first else []
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Parallel tokenization of streams
+# ---------------------------------------------------------------------------------------------------------------------
+
+_PARALLEL_STATE_FORMAT = "neobert_hf.ParallelTokenizedStream/1"
+_TOKENIZER_WORKER_ENV = "NEOBERT_HF_TOKENIZER_WORKER"  # read by neobert_hf/__init__.py
+class ParallelTokenizedStream(IterableDataset):
+    """A text stream tokenized by worker processes while it is read: the same rows, in the same order, as
+    `tokenize_dataset(stream)`, with an exact resume position.
+
+    The reading process takes `batch_size` records at a time from the text stream and hands each batch to a pool of
+    `num_workers` processes; at most `prefetch` batches are in flight, and results are consumed in the order the
+    batches were read, so the output is the serial one whatever the timing. The position (`state_dict()`) counts
+    *consumed* records: the text stream's own `state_dict()` at the start of the batch the last row came from, plus
+    how many of that batch's records were used. Batches tokenized ahead but not yet consumed are not part of it; on
+    resume they are read and tokenized again, so a resumed run yields exactly what the uninterrupted one would have
+    yielded next (for a `datasets.IterableDataset` whose own resume is exact).
+
+    Everything except iteration and the position (`take`, `column_names`, `features`, ...) behaves as the serial
+    `stream.map(TokenizeFunction(...), batched=True)`; the position is not interchangeable with the serial stream's
+    (a run resumes with the tokenization it was saved with: workers or not, though any number of workers).
+
+    Workers are started (spawned: no fork of a process that holds threads) on the first iteration, a few seconds once,
+    and live as long as this object; each tokenizes with the tokenizer's own thread pool off. As with any spawned
+    pool, a script that iterates it must guard its entry point with `if __name__ == "__main__":`.
+
+    Args:
+        texts (`datasets.IterableDataset`):
+            The text stream.
+        function ([`TokenizeFunction`]):
+            Tokenizer and text column.
+        num_workers (`int`):
+            Worker processes (>= 1; 1 moves tokenization out of the reading process).
+        batch_size (`int`, *optional*, defaults to 1000):
+            Records per task.
+        prefetch (`int`, *optional*):
+            Batches in flight; defaults to `2 * num_workers`.
+
+    Example:
+
+    ```python
+    >>> from datasets import Dataset
+    >>> from neobert_hf.data import load_tokenizer, tokenize_dataset
+    >>> tokenizer = load_tokenizer("data/tokenizer").tokenizer
+    >>> stream = Dataset.from_dict({"text": ["the dog barked", "", "a cat sat"]}).to_iterable_dataset()
+    >>> rows = list(tokenize_dataset(stream, tokenizer, num_proc=2))  # doctest: +SKIP
+    >>> rows == list(tokenize_dataset(stream, tokenizer))  # doctest: +SKIP
+    True
+    ```
+    """
+
+    def __init__(
+        self,
+        texts: IterableDataset,
+        function: TokenizeFunction,
+        *,
+        num_workers: int,
+        batch_size: int = 1000,
+        prefetch: int | None = None,
+    ):
+        if num_workers < 1:
+            raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        columns = texts.column_names or list(_first_columns(texts))
+        serial = texts.map(function, batched=True, batch_size=batch_size, remove_columns=columns)
+        # Become the serial mapped stream for everything but iteration and position (its state is its __dict__,
+        # as datasets pickles it).
+        self.__setstate__(dict(serial.__getstate__()))
+        self._texts = texts
+        self._function = function
+        self._num_workers = num_workers
+        self._batch_size = batch_size
+        self._prefetch = prefetch if prefetch is not None else 2 * num_workers
+        if self._prefetch < 1:
+            raise ValueError(f"prefetch must be >= 1, got {self._prefetch}")
+        self._pool = None
+        self._resume_from: dict | None = None
+        self._position: dict = self._state(None, 0)
+
+    @property
+    def num_workers(self) -> int:
+        return self._num_workers
+
+    @staticmethod
+    def _state(texts_state: dict | None, records: int) -> dict:
+        return {"format": _PARALLEL_STATE_FORMAT, "texts": texts_state, "records": records}
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self._texts.set_epoch(epoch)
+
+    def state_dict(self) -> dict:
+        """The position after the last row yielded: `{"texts": <text stream state at a batch start>, "records":
+        records of that batch consumed}`."""
+        return copy.deepcopy(self._position)
+
+    def load_state_dict(self, state_dict: dict | None) -> None:
+        """Continue, on the next iteration, after the position saved by [`~ParallelTokenizedStream.state_dict`]
+        (`None`: from the start of the epoch)."""
+        ours = isinstance(state_dict, dict) and state_dict.get("format") == _PARALLEL_STATE_FORMAT
+        if state_dict is not None and not ours:
+            raise ValueError(
+                "This stream position was saved by a run that tokenized the stream in the reading process "
+                "(preprocessing_num_workers unset or 1); it cannot be continued with tokenizing workers. Resume with "
+                "the setting the run was saved with."
+            )
+        self._resume_from = copy.deepcopy(state_dict)
+        self._position = self._state(None, 0) if state_dict is None else copy.deepcopy(state_dict)
+
+    def _workers(self):
+        if self._pool is None:
+            import multiprocessing
+
+            # The workers inherit the environment when they start: mark them as tokenizer workers so that importing
+            # neobert_hf there skips registering the model classes (torch's and transformers' modeling imports).
+            previous = os.environ.get(_TOKENIZER_WORKER_ENV)
+            os.environ[_TOKENIZER_WORKER_ENV] = "1"
+            try:
+                function = self._function
+                pool = multiprocessing.get_context("spawn").Pool(
+                    self._num_workers,
+                    initializer=start_worker,
+                    initargs=(function.tokenizer, function.prefix, function.suffix),
+                )
+            finally:
+                if previous is None:
+                    del os.environ[_TOKENIZER_WORKER_ENV]
+                else:
+                    os.environ[_TOKENIZER_WORKER_ENV] = previous
+            self._pool = pool
+            weakref.finalize(self, pool.terminate)
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the worker processes now (they are also stopped when this object is garbage collected)."""
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_pool"] = None  # processes do not travel; a copy starts its own
+        return state
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        start = self._resume_from or self._state(None, 0)
+        self._position = copy.deepcopy(start)
+        self._texts.load_state_dict(copy.deepcopy(start["texts"]))
+        reader = iter(self._texts)
+        column = self._function.text_column
+        for _ in itertools.islice(reader, start["records"]):  # records consumed before the saved position
+            pass
+        pool = self._workers()
+        in_flight: deque = deque()
+        batch_state, batch_offset = start["texts"], start["records"]
+        exhausted = False
+        while True:
+            while not exhausted and len(in_flight) < self._prefetch:
+                texts = [record[column] for record in itertools.islice(reader, self._batch_size)]
+                if not texts:
+                    exhausted = True
+                    break
+                in_flight.append((batch_state, batch_offset, pool.apply_async(encode_in_worker, (texts,))))
+                # The next batch starts where the text stream stands now.
+                batch_state, batch_offset = self._texts.state_dict(), 0
+            if not in_flight:
+                return
+            texts_state, offset, result = in_flight.popleft()
+            flat, lengths = result.get()
+            end = 0
+            for index, length in enumerate(lengths.tolist()):
+                if length < 0:
+                    continue  # an empty text: no row, as in the serial stream
+                begin, end = end, end + length
+                self._position = self._state(texts_state, offset + index + 1)
+                yield {"input_ids": flat[begin:end].copy()}  # a copy: a kept chunk must not pin the whole batch
 
 
 def preprocess(

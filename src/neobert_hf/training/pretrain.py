@@ -616,9 +616,17 @@ def load_pretraining_datasets(
     )
     if not data.tokenized:
         num_proc = data_args.preprocessing_num_workers
-        tokenize = dict(text_column=data.text_column, num_proc=None if data.streaming else num_proc)
-        train = tokenize_dataset(data.train, tokenizer, **tokenize)
-        evaluation = None if data.eval is None else tokenize_dataset(data.eval, tokenizer, **tokenize)
+        # Map-style data: datasets.map processes. A training stream: worker processes that tokenize while training
+        # reads it, with an exact resume position. An eval stream, small and re-read at every evaluation, is
+        # tokenized by the reader.
+        train = tokenize_dataset(data.train, tokenizer, text_column=data.text_column, num_proc=num_proc)
+        evaluation = (
+            None
+            if data.eval is None
+            else tokenize_dataset(
+                data.eval, tokenizer, text_column=data.text_column, num_proc=None if data.streaming else num_proc
+            )
+        )
         data = dataclasses.replace(data, train=train, eval=evaluation, tokenized=True)
     if _is_empty(data.train):
         raise ValueError(

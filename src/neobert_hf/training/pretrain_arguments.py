@@ -202,8 +202,11 @@ class DataSourceArguments:
     preprocessing_num_workers: int | None = field(
         default=None,
         metadata={
-            "help": "Processes that tokenize map-style data (datasets.map num_proc). A stream is tokenized lazily "
-            "while training reads it: tokenize it ahead with `neobert-hf preprocess` to use several processes."
+            "help": "Processes that tokenize. Map-style data: datasets.map num_proc, before training. A stream "
+            "(streaming: true) with 2 or more: worker processes tokenize batches of 1,000 documents ahead of the "
+            "reader while training runs, in order, so the tokens are those of one process and resume stays exact "
+            "(the checkpoint counts consumed documents, not tokenized ones); a run resumes with workers again (any "
+            "number). Unset or 1: the stream is tokenized by the training process."
         },
     )
 
