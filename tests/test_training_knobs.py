@@ -297,3 +297,36 @@ def test_deepspeed_is_refused_with_the_fsdp2_equivalent(tmp_path, monkeypatch):
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # what `accelerate launch` sets for a DeepSpeed config
     with pytest.raises(ValueError, match="accelerate launch with a DeepSpeed config.*recipes/accelerate/fsdp2.yaml"):
         make_args(tmp_path)
+
+
+# --- num_train_epochs without max_steps (map-style data) -----------------------------------------------------------
+
+
+def test_num_train_epochs_counts_the_packed_microbatches_of_each_pass(tmp_path):
+    from test_cli_pretrain import TINY, without
+
+    from neobert_hf.cli.pretrain import parse_args
+    from neobert_hf.training.pretrain import prepare_pretraining
+
+    argv = [*without(TINY, "--max_steps"), "--num_train_epochs", "2.5", "--gradient_accumulation_steps", "3"]
+    setup = prepare_pretraining(*parse_args([*argv, "--output_dir", str(tmp_path / "out")]))
+    data = setup.train_dataset
+    counts = [data.batches_in_epoch(epoch) for epoch in range(3)]
+    assert setup.training_args.max_steps == math.ceil((counts[0] + counts[1] + 0.5 * counts[2]) / 3)
+
+    stream = [*without(TINY, "--max_steps"), "--num_train_epochs", "1", "--streaming", "true"]
+    with pytest.raises(ValueError, match="num_train_epochs without max_steps needs map-style data"):
+        prepare_pretraining(*parse_args([*stream, "--output_dir", str(tmp_path / "out2")]))
+
+
+@pytest.mark.parametrize("mode", ["packed", "padded"])
+def test_batches_in_epoch_is_what_a_pass_yields(mode):
+    from neobert_hf.data import MicrobatchDataset
+
+    g = torch.Generator().manual_seed(0)
+    docs = [{"input_ids": torch.randint(5, 100, (int(n),), generator=g).tolist()} for n in torch.randint(1, 300, (60,), generator=g)]
+    options = dict(tokens_per_batch=512, batch_size=None) if mode == "packed" else dict(batch_size=4)
+    dataset = MicrobatchDataset(docs, max_seq_length=128, mode=mode, buffer_size=8, seed=3, **options)
+    for epoch in range(3):  # each epoch has its own chunk order
+        dataset.set_epoch(epoch)
+        assert dataset.batches_in_epoch(epoch) == sum(1 for _ in dataset)

@@ -774,6 +774,11 @@ class MicrobatchDataset(TorchIterableDataset):
         return self._snapshot.epoch
 
     @property
+    def source_kind(self) -> str:
+        """`"map"` (random access, with a length), `"stream"` (a `datasets.IterableDataset`) or `"replay"`."""
+        return self._source.kind
+
+    @property
     def stats(self) -> PackingStats:
         """Statistics of the batches yielded so far (a copy)."""
         return copy.copy(self._snapshot.stats)
@@ -907,6 +912,26 @@ class MicrobatchDataset(TorchIterableDataset):
             self._snapshot = _Snapshot(epoch=self._snapshot.epoch + 1, stats=self._snapshot.stats)
             if not self.infinite:
                 return
+
+    def batches_in_epoch(self, epoch: int = 0) -> int:
+        """How many microbatches (of all shards) one pass over a map-style source makes in `epoch`: the packing of
+        that epoch run on the chunk lengths only, without building or masking a batch. Streams have no length.
+
+        Raises:
+            `ValueError`: the source is not map-style.
+        """
+        if self._source.kind != "map":
+            raise ValueError("batches_in_epoch needs a map-style source; a stream's length is unknown until read.")
+        progress = {"position": 0, "batches": 0, "stats": PackingStats(), "pool": None}
+        buffer, count = _Buffer(), 0
+        for _ in self._incoming(_Snapshot(epoch=epoch), progress, buffer):
+            while self._ready(buffer):
+                self._take(buffer)
+                count += 1
+        while len(buffer):
+            self._take(buffer)
+            count += 1
+        return count
 
     def _ready(self, buffer: _Buffer) -> bool:
         if self.mode == "padded":
