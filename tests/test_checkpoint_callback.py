@@ -207,3 +207,13 @@ def test_a_sentence_transformers_trainer_writes_the_tree_and_resumes_exactly(neo
     assert_same_weights(resumed.model, full.model)
     assert {s: v for s, v in losses(resumed).items() if s > 1} == {s: v for s, v in losses(full).items() if s > 1}
     assert_tree(tmp_path / "resumed", [1, 2, 4])
+
+
+def test_push_to_hub_with_the_callback_alone_is_refused(tmp_path):
+    """transformers' own push uploads `output_dir` minus `checkpoint-*`: the whole tree with its optimizer state."""
+    args = TrainingArguments(output_dir=str(tmp_path), push_to_hub=True, hub_model_id="org/tiny", report_to="none")
+    with pytest.raises(ValueError, match="would upload the checkpoints/ tree"):
+        CheckpointTreeCallback().on_init_end(args, None, None)
+    callback = CheckpointTreeCallback()
+    callback.pushes_clean_exports = True  # what the package's Trainers set: they push an export
+    callback.on_init_end(args, None, None)
