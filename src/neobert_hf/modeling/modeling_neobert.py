@@ -470,6 +470,8 @@ class NeoBERTEncoderBlock(GradientCheckpointingLayer):
                 self, q, k, v, attention_mask, scaling=self.scaling, dropout=dropout, is_causal=False, **extra
             )
         out = out.reshape(batch, seq_len, -1)  # (B, S, H)
+        if implementation != "eager":
+            weights = None  # flex returns its log-sum-exp here on GPU, not attention probabilities
         return self.resid_dropout(self.wo(out)), weights
 
     def forward(
