@@ -125,7 +125,8 @@ class NeoBERTConfig(PreTrainedConfig):
             max_length = kwargs.pop("max_length")
             if max_length is not None and self.max_position_embeddings == type(self).max_position_embeddings:
                 self.max_position_embeddings = int(max_length)
-        # `flash_attention` was the earlier system's switch; the kernel is now chosen with `attn_implementation`.
+        # Configs of the original NeoBERT code carry a `flash_attention` switch; the kernel is now chosen with
+        # `attn_implementation`.
         if kwargs.pop("flash_attention", None) is not None:
             logger.info("Ignoring legacy config key `flash_attention`: choose the kernel with `attn_implementation`.")
         # `dim_head` is derived; a stored value must agree with it.

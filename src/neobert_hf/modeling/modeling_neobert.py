@@ -413,7 +413,7 @@ class NeoBERTSwiGLU(nn.Module):
 def make_ffn(config: NeoBERTConfig) -> nn.Module:
     if config.hidden_act == "swiglu":
         return NeoBERTSwiGLU(config)
-    # keys ffn.0 / ffn.2, as the earlier system
+    # keys ffn.0 / ffn.2, as in checkpoints of the original NeoBERT code
     return nn.Sequential(
         nn.Linear(config.hidden_size, config.intermediate_size, bias=False),
         nn.GELU(),
