@@ -92,14 +92,14 @@ def _loss_and_grad(loss_fn, model, columns=COLUMNS):
 def test_weighted_info_nce_formula():
     torch.manual_seed(0)
     anchors, positives, negatives = torch.randn(3, 4, 8).unbind(0)
-    temperature, weight = 0.1, 3.0
+    temperature, weight = 0.1, 1.1
     loss = weighted_info_nce(anchors, [positives, negatives], temperature, weight)
     q = F.normalize(anchors, dim=-1)
     docs = F.normalize(torch.cat([positives, negatives]), dim=-1)
     expected = 0.0
     for i in range(4):
         logits = q[i] @ docs.T / temperature
-        logits[4 + i] += math.log(weight)  # only the anchor's own hard negative
+        logits[4 + i] += weight  # only the anchor's own hard negative, after the temperature (SimCSE)
         expected += -(logits[i] - torch.logsumexp(logits, 0))
     torch.testing.assert_close(loss, expected / 4)
 
@@ -119,37 +119,42 @@ def test_temperature_is_one_over_scale_and_changes_the_loss(model):
         build_contrastive_loss(model, temperature=0.0)
 
 
-def test_hard_negative_weight_one_is_multiple_negatives_ranking(model):
+def test_hard_negative_weight_zero_is_multiple_negatives_ranking(model):
+    # SimCSE's convention (and the original trainer's default): 0 is added to the hard negatives' logits, so they
+    # count exactly like the other in-batch negatives.
     reference, reference_grad = _loss_and_grad(MultipleNegativesRankingLoss(model, scale=20.0), model)
-    weighted = WeightedHardNegativesLoss(model, temperature=0.05, hard_negative_weight=1.0)
+    weighted = WeightedHardNegativesLoss(model, temperature=0.05, hard_negative_weight=0.0)
     mine, mine_grad = _loss_and_grad(weighted, model)
     torch.testing.assert_close(mine, reference)
     torch.testing.assert_close(mine_grad, reference_grad)
-    assert isinstance(build_contrastive_loss(model, hard_negative_weight=1.0), MultipleNegativesRankingLoss)
+    assert isinstance(build_contrastive_loss(model, hard_negative_weight=0.0), MultipleNegativesRankingLoss)
+    assert ContrastiveArguments(model_name_or_path="m", train_dataset="d").hard_negative_weight == 0.0
 
 
 def test_hard_negative_weight_changes_loss_and_gradients(model):
-    results = {w: _loss_and_grad(build_contrastive_loss(model, hard_negative_weight=w), model) for w in (0.0, 1.0, 4.0)}
-    assert isinstance(build_contrastive_loss(model, hard_negative_weight=4.0), WeightedHardNegativesLoss)
-    # More weight on the hard negatives: a larger denominator, a larger loss; weight 0 removes them.
-    assert results[0.0][0] < results[1.0][0] < results[4.0][0]
-    assert not torch.allclose(results[0.0][1], results[1.0][1])
-    assert not torch.allclose(results[4.0][1], results[1.0][1])
-    with pytest.raises(ValueError, match="hard_negative_weight"):
-        build_contrastive_loss(model, hard_negative_weight=-1.0)
+    weights = (-2.0, 0.0, 2.0)
+    results = {w: _loss_and_grad(build_contrastive_loss(model, hard_negative_weight=w), model) for w in weights}
+    assert isinstance(build_contrastive_loss(model, hard_negative_weight=2.0), WeightedHardNegativesLoss)
+    # A larger value on the hard negatives' logits: a larger denominator, a larger loss; below 0 they count less.
+    assert results[-2.0][0] < results[0.0][0] < results[2.0][0]
+    assert not torch.allclose(results[-2.0][1], results[0.0][1])
+    assert not torch.allclose(results[2.0][1], results[0.0][1])
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(ValueError, match="hard_negative_weight must be a finite number"):
+            build_contrastive_loss(model, hard_negative_weight=bad)
     # Without a negative column the weight has nothing to act on: plain InfoNCE.
     pairs = COLUMNS[:2]
     torch.testing.assert_close(
-        _loss_and_grad(build_contrastive_loss(model, hard_negative_weight=4.0), model, pairs)[0],
+        _loss_and_grad(build_contrastive_loss(model, hard_negative_weight=2.0), model, pairs)[0],
         _loss_and_grad(build_contrastive_loss(model), model, pairs)[0],
     )
 
 
-@pytest.mark.parametrize("weight", [1.0, 2.5])
+@pytest.mark.parametrize("weight", [0.0, 0.9])
 def test_cached_loss_matches_uncached(model, weight):
     uncached = build_contrastive_loss(model, "infonce", hard_negative_weight=weight)
     cached = build_contrastive_loss(model, "cached_infonce", hard_negative_weight=weight, mini_batch_size=3)
-    expected_type = CachedMultipleNegativesRankingLoss if weight == 1.0 else CachedWeightedHardNegativesLoss
+    expected_type = CachedMultipleNegativesRankingLoss if weight == 0.0 else CachedWeightedHardNegativesLoss
     assert isinstance(cached, expected_type) and cached.mini_batch_size == 3
     loss, grad = _loss_and_grad(uncached, model)
     cached_loss, cached_grad = _loss_and_grad(cached, model)
@@ -158,12 +163,15 @@ def test_cached_loss_matches_uncached(model, weight):
 
 
 def test_loss_options_are_validated(model):
-    assert LOSS_TYPES == ("infonce", "cached_infonce")
-    for wrong in ("simcse", "supcon", "mnrl", "InfoNCE"):
-        with pytest.raises(ValueError, match="Valid loss types: infonce, cached_infonce"):
+    assert LOSS_TYPES == ("infonce", "cached_infonce", "supcon")
+    for wrong in ("simcse", "mnrl", "InfoNCE"):
+        with pytest.raises(ValueError, match="Valid loss types: infonce, cached_infonce, supcon"):
             build_contrastive_loss(model, wrong)
-    with pytest.raises(ValueError, match="mini_batch_size only applies"):
-        build_contrastive_loss(model, "infonce", mini_batch_size=8)
+    for loss_type in ("infonce", "supcon"):
+        with pytest.raises(ValueError, match="mini_batch_size only applies"):
+            build_contrastive_loss(model, loss_type, mini_batch_size=8)
+    with pytest.raises(ValueError, match="hard_negative_weight applies to the InfoNCE losses"):
+        build_contrastive_loss(model, "supcon", hard_negative_weight=1.0)
     assert build_contrastive_loss(model, "cached_infonce").mini_batch_size == 32
 
 
@@ -336,7 +344,8 @@ def test_contrastive_arguments_are_validated(checkpoint):
     with pytest.raises(ValueError, match="Missing required argument\\(s\\): --train_dataset"):
         ContrastiveArguments(model_name_or_path=checkpoint)
     with pytest.raises(ValueError, match="Valid pooling modes"):
-        ContrastiveArguments(**base, pooling="avg")
+        ContrastiveArguments(**base, pooling="average")
+    assert ContrastiveArguments(**base, pooling="avg").pooling == "mean"  # the original trainer's spelling
     with pytest.raises(ValueError, match="Valid loss types"):
         ContrastiveArguments(**base, loss_type="simcse")
     with pytest.raises(ValueError, match="mini_batch_size only applies"):
@@ -360,7 +369,9 @@ def test_cli_bad_input_fails_before_writing(checkpoint, tmp_path):
     from neobert_hf.cli.main import main
 
     out = tmp_path / "run"
-    for extra in (["--pooling", "avg"], ["--loss_type", "supcon"], ["--no_such_key", "1"]):
+    # loss_type supcon on this (anchor, positive) data: no label column.
+    bad = (["--pooling", "average"], ["--loss_type", "simcse"], ["--loss_type", "supcon"], ["--no_such_key", "1"])
+    for extra in bad:
         code = main(["contrastive", "--model_name_or_path", checkpoint, "--train_dataset", str(TRAIN),
                      "--output_dir", str(out), *extra])
         assert code == 2
@@ -378,7 +389,7 @@ def test_cli_trains_end_to_end_with_evaluators(checkpoint, tmp_path):
     ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=REPO)
     assert completed.returncode == 0, completed.stderr[-4000:]
-    assert "loss: WeightedHardNegativesLoss (temperature=0.05, hard_negative_weight=2.0)" in completed.stdout
+    assert "loss: WeightedHardNegativesLoss (temperature=0.05, hard_negative_weight=0.69)" in completed.stdout
     assert "SimCSE batches: probability 0.5 per batch" in completed.stdout
 
     final = out / "checkpoints" / "4"

@@ -332,7 +332,8 @@ def test_contrastive_config_converts_and_runs_a_step(tmp_path, shared):  # noqa:
     status, recipe, path = convert(tmp_path, old)
     assert status == 0
     assert recipe["pooling"] == "mean" and recipe["loss_type"] == "infonce"
-    assert recipe["hard_negative_weight"] == 1.0 and recipe["temperature"] == 0.05
+    # SimCSE's convention on both sides: the value is added to the hard negatives' logits, 0 = plain InfoNCE.
+    assert recipe["hard_negative_weight"] == 0.0 and recipe["temperature"] == 0.05
     assert recipe["train_dataset"] == shared["st_train"] and recipe["model_name_or_path"] == shared["st_model"]
     status = main(["contrastive", "--config", path, "--report_to", "none", "--eval_strategy", "no"])
     assert status == 0

@@ -5,8 +5,10 @@ Pieces, each usable on its own:
 - **Losses.** In-batch negatives InfoNCE is sentence-transformers' `MultipleNegativesRankingLoss` with
   `scale = 1 / temperature`; its GradCache variant `CachedMultipleNegativesRankingLoss` embeds the batch in
   `mini_batch_size` chunks so the batch can be much larger than what fits in memory. Sentence-transformers has no
-  per-negative weight, so a `hard_negative_weight` other than 1 uses [`WeightedHardNegativesLoss`] (or its cached
-  twin), which multiplies each anchor's own hard negatives by `w` inside the softmax denominator.
+  per-negative weight, so a `hard_negative_weight` other than 0 uses [`WeightedHardNegativesLoss`] (or its cached
+  twin), which adds the value to the logits of each anchor's own hard negatives (SimCSE's convention: a log-space
+  weight, 0 = hard negatives count like in-batch negatives). Labelled data (`anchor` + `label`) trains with the
+  supervised contrastive loss [`SupervisedContrastiveLoss`] (`loss_type="supcon"`, Khosla et al. 2020).
 - **Data.** Datasets with `(anchor, positive[, negative...])` columns from the Hub or local files; a
   `(query, corpus, negative)` schema is mapped onto them, and a `negative` column holding lists becomes
   `negative_1 ... negative_k`.
@@ -68,18 +70,21 @@ __all__ = [
     "ContrastiveTrainer",
     "ContrastiveTrainingArguments",
     "SimCSEMixBatchSampler",
+    "SupervisedContrastiveLoss",
     "WeightedHardNegativesLoss",
     "build_contrastive_loss",
     "build_evaluators",
     "load_table",
     "prepare_contrastive_dataset",
+    "prepare_supcon_dataset",
     "simcse_pairs",
+    "supervised_contrastive_loss",
     "weighted_info_nce",
 ]
 
 logger = logging.getLogger(__name__)
 
-LossType = Literal["infonce", "cached_infonce"]
+LossType = Literal["infonce", "cached_infonce", "supcon"]
 LOSS_TYPES: tuple[str, ...] = get_args(LossType)
 
 # The query/corpus/negative contrastive schema -> sentence-transformers' column order (anchor, positive, negatives).
@@ -97,22 +102,24 @@ def weighted_info_nce(
     anchors: Tensor,
     candidates: list[Tensor],
     temperature: float,
-    hard_negative_weight: float = 1.0,
+    hard_negative_weight: float = 0.0,
     rows: slice | None = None,
 ) -> Tensor:
-    """InfoNCE over in-batch negatives where each anchor's own hard negatives carry weight `hard_negative_weight`.
+    """InfoNCE over in-batch negatives where `hard_negative_weight` is added to the logits of each anchor's own hard
+    negatives (SimCSE's `hard_negative_weight`).
 
     For anchor `i` the candidates are every positive and every hard negative of the batch. The logit of a candidate
-    is `cos(anchor_i, candidate) / temperature`; the logits of anchor `i`'s *own* hard negatives get `+ log(w)`, i.e.
-    their terms in the softmax denominator are multiplied by `w`. `w = 1` is exactly sentence-transformers'
-    `MultipleNegativesRankingLoss`; `w = 0` removes the own hard negatives from the denominator (the other rows'
-    hard negatives stay as ordinary in-batch negatives); `w > 1` makes them count more.
+    is `cos(anchor_i, candidate) / temperature`; the logits of anchor `i`'s *own* hard negatives get `+ v` (after the
+    division by the temperature), i.e. their terms in the softmax denominator are multiplied by `exp(v)`. `v = 0` is
+    exactly sentence-transformers' `MultipleNegativesRankingLoss` (hard negatives count like any in-batch negative);
+    `v > 0` makes them count more (`v = log 2`: twice); `v < 0` less (the other rows' hard negatives stay ordinary
+    in-batch negatives).
 
     Args:
         anchors (`Tensor` of shape `(B, D)`): anchor embeddings.
         candidates (`list[Tensor]`, each `(B, D)`): positives first, then one tensor per hard-negative column.
         temperature (`float`): softmax temperature, `> 0`.
-        hard_negative_weight (`float`, *optional*, defaults to 1.0): `w >= 0`.
+        hard_negative_weight (`float`, *optional*, defaults to 0.0): the log-space weight `v`, any finite number.
         rows (`slice`, *optional*): compute the loss for these anchors only (the mean over them); the GradCache
             variant uses it to chunk the score matrix.
 
@@ -121,8 +128,7 @@ def weighted_info_nce(
     """
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}.")
-    if not hard_negative_weight >= 0 or math.isinf(hard_negative_weight):
-        raise ValueError(f"hard_negative_weight must be a finite number >= 0, got {hard_negative_weight}.")
+    _check_hard_negative_weight(hard_negative_weight)
     if not candidates:
         raise ValueError("weighted_info_nce needs at least the positives.")
     batch_size = anchors.shape[0]
@@ -134,29 +140,36 @@ def weighted_info_nce(
     docs = F.normalize(torch.cat(candidates, dim=0), dim=-1)  # (B * (1 + k), D)
     logits = queries @ docs.T / temperature  # (R, B * (1 + k))
     num_negative_columns = len(candidates) - 1
-    if num_negative_columns and hard_negative_weight != 1.0:
+    if num_negative_columns and hard_negative_weight != 0.0:
         own = row_ids[:, None] + batch_size * torch.arange(1, num_negative_columns + 1, device=anchors.device)  # (R, k)
-        log_weight = torch.full(own.shape, math.log(hard_negative_weight) if hard_negative_weight > 0 else -math.inf,
-                                dtype=logits.dtype, device=logits.device)
+        log_weight = torch.full(own.shape, float(hard_negative_weight), dtype=logits.dtype, device=logits.device)
         logits = logits.scatter_add(1, own, log_weight)
     return F.cross_entropy(logits, row_ids)
 
 
+def _check_hard_negative_weight(value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value)):
+        raise ValueError(
+            f"hard_negative_weight must be a finite number (added to the hard negatives' logits; 0 = weighted like "
+            f"in-batch negatives), got {value!r}."
+        )
+
+
 class WeightedHardNegativesLoss(nn.Module):
-    """In-batch negatives InfoNCE whose hard negatives weigh `hard_negative_weight` in the softmax denominator.
+    """In-batch negatives InfoNCE with `hard_negative_weight` added to the logits of each anchor's own hard negatives.
 
     Input columns: `(anchor, positive)` pairs or `(anchor, positive, negative_1, ..., negative_k)` tuples; no label.
-    With `hard_negative_weight=1` it equals `MultipleNegativesRankingLoss(scale=1 / temperature)`. See
+    With `hard_negative_weight=0` it equals `MultipleNegativesRankingLoss(scale=1 / temperature)`. See
     [`weighted_info_nce`] for the exact formula.
 
     Args:
         model (`SentenceTransformer`): the model being trained.
         temperature (`float`, *optional*, defaults to 0.05): softmax temperature (`scale = 1 / temperature`).
-        hard_negative_weight (`float`, *optional*, defaults to 1.0): weight `w >= 0` of each anchor's own hard
-            negatives.
+        hard_negative_weight (`float`, *optional*, defaults to 0.0): log-space weight of each anchor's own hard
+            negatives (their softmax terms are multiplied by `exp(hard_negative_weight)`).
     """
 
-    def __init__(self, model: SentenceTransformer, temperature: float = 0.05, hard_negative_weight: float = 1.0):
+    def __init__(self, model: SentenceTransformer, temperature: float = 0.05, hard_negative_weight: float = 0.0):
         super().__init__()
         weighted_info_nce(torch.zeros(1, 1), [torch.zeros(1, 1)], temperature, hard_negative_weight)  # validates
         self.model = model
@@ -185,7 +198,8 @@ class CachedWeightedHardNegativesLoss(CachedLossMixin, nn.Module):
     Args:
         model (`SentenceTransformer`): the model being trained.
         temperature (`float`, *optional*, defaults to 0.05): softmax temperature.
-        hard_negative_weight (`float`, *optional*, defaults to 1.0): weight of each anchor's own hard negatives.
+        hard_negative_weight (`float`, *optional*, defaults to 0.0): log-space weight of each anchor's own hard
+            negatives (see [`weighted_info_nce`]).
         mini_batch_size (`int`, *optional*, defaults to 32): rows embedded per forward pass.
     """
 
@@ -193,7 +207,7 @@ class CachedWeightedHardNegativesLoss(CachedLossMixin, nn.Module):
         self,
         model: SentenceTransformer,
         temperature: float = 0.05,
-        hard_negative_weight: float = 1.0,
+        hard_negative_weight: float = 0.0,
         mini_batch_size: int = 32,
     ):
         super().__init__()
@@ -235,37 +249,130 @@ class CachedWeightedHardNegativesLoss(CachedLossMixin, nn.Module):
         }
 
 
+def supervised_contrastive_loss(embeddings: Tensor, labels: Tensor, temperature: float) -> Tensor:
+    """The supervised contrastive loss of Khosla et al. (2020), the `L_out` form, on cosine similarities.
+
+    Every example is an anchor; its positives are the *other* examples with the same label, and its softmax runs over
+    every other example of the batch (itself excluded):
+
+    `loss_i = -1 / |P(i)| * sum_{p in P(i)} log( exp(s_ip / T) / sum_{a != i} exp(s_ia / T) )`, `s = cos`,
+
+    averaged over the anchors that have at least one positive. A batch where no label occurs twice has no positive
+    pair: the loss is 0 (with a graph, so the step still runs) and carries no signal.
+
+    Args:
+        embeddings (`Tensor` of shape `(N, D)`): the batch's embeddings.
+        labels (`Tensor` of shape `(N,)`): integer class ids.
+        temperature (`float`): softmax temperature, `> 0`.
+
+    Returns:
+        `Tensor`: the scalar loss.
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}.")
+    if labels.ndim != 1 or labels.shape[0] != embeddings.shape[0]:
+        raise ValueError(
+            f"supervised_contrastive_loss needs one label per embedding, got labels of shape {tuple(labels.shape)} "
+            f"for {embeddings.shape[0]} embeddings."
+        )
+    z = F.normalize(embeddings, dim=-1)  # (N, D)
+    logits = z @ z.T / temperature  # (N, N)
+    self_mask = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)  # (N, N)
+    logits = logits.masked_fill(self_mask, float("-inf"))  # an anchor is never its own candidate
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)  # (N, N), -inf on the diagonal
+    positives = (labels[:, None] == labels[None, :]) & ~self_mask  # (N, N)
+    counts = positives.sum(dim=1)  # (N,)
+    has_positive = counts > 0
+    if not bool(has_positive.any()):
+        return logits.masked_fill(self_mask, 0.0).sum() * 0.0
+    positive_log_prob = log_prob.masked_fill(~positives, 0.0).sum(dim=1)  # (N,)
+    return -(positive_log_prob[has_positive] / counts[has_positive]).mean()
+
+
+class SupervisedContrastiveLoss(nn.Module):
+    """Supervised contrastive loss (SupCon, Khosla et al. 2020) for labelled texts: within a batch, every example
+    with the same label is a positive and every other example a negative ([`supervised_contrastive_loss`]).
+
+    Input columns: `(anchor, label)`; `label` holds integer class ids (the `label` column sentence-transformers passes
+    to the loss). Several text columns are allowed: each row's texts all carry the row's label. The default
+    `no_duplicates` batch sampler keeps identical texts apart; `group_by_label` makes same-label pairs more frequent.
+
+    Args:
+        model (`SentenceTransformer`): the model being trained.
+        temperature (`float`, *optional*, defaults to 0.05): softmax temperature.
+    """
+
+    def __init__(self, model: SentenceTransformer, temperature: float = 0.05):
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}.")
+        self.model = model
+        self.temperature = float(temperature)
+
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
+        if labels is None:
+            raise ValueError(f"{type(self).__name__} needs a label column (anchor, label).")
+        embeddings = embed_columns(self.model, sentence_features)
+        labels = labels.to(embeddings[0].device).long()
+        return supervised_contrastive_loss(torch.cat(embeddings), labels.repeat(len(embeddings)), self.temperature)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"temperature": self.temperature}
+
+    @property
+    def citation(self) -> str:
+        return """
+@inproceedings{khosla2020supervised,
+    title={Supervised Contrastive Learning},
+    author={Khosla, Prannay and Teterwak, Piotr and Wang, Chen and Sarna, Aaron and Tian, Yonglong and Isola, Phillip
+        and Maschinot, Aaron and Liu, Ce and Krishnan, Dilip},
+    booktitle={Advances in Neural Information Processing Systems},
+    year={2020}
+}
+"""
+
+
 def build_contrastive_loss(
     model: SentenceTransformer,
     loss_type: LossType = "infonce",
     temperature: float = 0.05,
-    hard_negative_weight: float = 1.0,
+    hard_negative_weight: float = 0.0,
     mini_batch_size: int | None = None,
 ) -> nn.Module:
     """The contrastive loss for `loss_type`.
 
     Args:
         model (`SentenceTransformer`): the model being trained.
-        loss_type (`str`, *optional*, defaults to `"infonce"`): `"infonce"` (in-batch negatives) or
-            `"cached_infonce"` (the same objective with GradCache, for batches larger than memory).
+        loss_type (`str`, *optional*, defaults to `"infonce"`): `"infonce"` (in-batch negatives), `"cached_infonce"`
+            (the same objective with GradCache, for batches larger than memory) or `"supcon"` (supervised contrastive
+            loss on `(anchor, label)` data).
         temperature (`float`, *optional*, defaults to 0.05): `scale = 1 / temperature` in sentence-transformers'
             terms.
-        hard_negative_weight (`float`, *optional*, defaults to 1.0): weight of each anchor's own hard negatives in the
-            softmax denominator; 1 uses sentence-transformers' losses unchanged.
+        hard_negative_weight (`float`, *optional*, defaults to 0.0): added to the logits of each anchor's own hard
+            negatives (SimCSE's convention, a log-space weight); 0 uses sentence-transformers' losses unchanged.
+            Not used by `"supcon"` (an error when set).
         mini_batch_size (`int`, *optional*): chunk size of `"cached_infonce"` (32 when not given); an error with
-            `"infonce"`, which has no chunks.
+            the other losses, which have no chunks.
 
     Returns:
         `nn.Module`: `MultipleNegativesRankingLoss`, `CachedMultipleNegativesRankingLoss`,
-        [`WeightedHardNegativesLoss`] or [`CachedWeightedHardNegativesLoss`].
+        [`WeightedHardNegativesLoss`], [`CachedWeightedHardNegativesLoss`] or [`SupervisedContrastiveLoss`].
     """
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"Unknown loss_type {loss_type!r}. Valid loss types: {', '.join(LOSS_TYPES)}.")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}.")
-    if loss_type == "infonce" and mini_batch_size is not None:
+    if loss_type != "cached_infonce" and mini_batch_size is not None:
         raise ValueError("mini_batch_size only applies to loss_type='cached_infonce'; remove it or switch loss_type.")
-    if hard_negative_weight != 1.0:
+    _check_hard_negative_weight(hard_negative_weight)
+    if loss_type == "supcon":
+        if hard_negative_weight != 0.0:
+            raise ValueError(
+                "hard_negative_weight applies to the InfoNCE losses (hard-negative columns); loss_type='supcon' takes "
+                "its negatives from the other labels. Remove it or switch loss_type."
+            )
+        return SupervisedContrastiveLoss(model, temperature)
+    if hard_negative_weight != 0.0:
         if loss_type == "cached_infonce":
             return CachedWeightedHardNegativesLoss(model, temperature, hard_negative_weight, mini_batch_size or 32)
         return WeightedHardNegativesLoss(model, temperature, hard_negative_weight)
@@ -354,6 +461,58 @@ def prepare_contrastive_dataset(dataset, column_mapping: dict[str, str] | None =
         logger.info(f"Contrastive data: dropping columns {dropped} (not anchor/positive/negative).")
     dataset = dataset.select_columns(keep)
     _check_texts(dataset, {new: old for old, new in mapping.items()})
+    return dataset
+
+
+def prepare_supcon_dataset(dataset, column_mapping: dict[str, str] | None = None):
+    """Bring a labelled dataset into the `(anchor, label)` columns of [`SupervisedContrastiveLoss`].
+
+    Without `column_mapping`, a `text` or `sentence` column is taken as `anchor` when there is no `anchor` column.
+    Labels that are not integers (strings, booleans) become class ids in sorted order of their distinct values.
+
+    Args:
+        dataset (`datasets.Dataset`): the raw dataset.
+        column_mapping (`dict[str, str]`, *optional*): `{existing column: anchor | label}`.
+
+    Raises:
+        `ValueError`: no anchor or label column, a null label, a mapping to another role.
+    """
+    names = list(dataset.column_names)
+    if column_mapping is None:
+        mapping = {}
+        if "anchor" not in names:
+            source = next((name for name in ("text", "sentence") if name in names), None)
+            mapping = {source: "anchor"} if source else {}
+    else:
+        mapping = dict(column_mapping)
+        unknown_sources = [old for old in mapping if old not in names]
+        if unknown_sources:
+            raise ValueError(f"column_mapping names columns that do not exist: {unknown_sources} (columns: {names}).")
+        wrong = [new for new in mapping.values() if new not in ("anchor", "label")]
+        if wrong:
+            raise ValueError(f"With loss_type=supcon, column_mapping targets must be anchor or label, got {wrong}.")
+    if mapping:
+        dataset = dataset.rename_columns(mapping)
+    names = list(dataset.column_names)
+    missing = [role for role in ("anchor", "label") if role not in names]
+    if missing:
+        raise ValueError(
+            f"loss_type=supcon needs anchor and label columns; missing {missing} (columns: {names}). Map yours with "
+            "column_mapping, e.g. '{\"sentence\": \"anchor\", \"intent\": \"label\"}'."
+        )
+    dropped = [name for name in names if name not in ("anchor", "label")]
+    if dropped:
+        logger.info(f"Supervised contrastive data: dropping columns {dropped} (not anchor/label).")
+    dataset = dataset.select_columns(["anchor", "label"])
+    labels = dataset["label"]
+    if any(label is None for label in labels):
+        row = next(i for i, label in enumerate(labels) if label is None)
+        raise ValueError(f"The supervised contrastive data has no label at row {row} (null); every row needs one.")
+    if not all(isinstance(label, int) and not isinstance(label, bool) for label in labels):
+        ids = {value: i for i, value in enumerate(sorted(set(labels), key=str))}
+        dataset = dataset.map(lambda row: {"label": ids[row["label"]]})
+        logger.info(f"Supervised contrastive labels as class ids: {ids}.")
+    _check_texts(dataset.select_columns(["anchor"]), {new: old for old, new in mapping.items()})
     return dataset
 
 
@@ -499,12 +658,16 @@ class ContrastiveArguments:
         default=None,
         metadata={"help": "(Required) Training data: a .jsonl/.json/.csv/.tsv/.parquet file, a save_to_disk folder or "
                   "a Hub id, with anchor/positive[/negative...] columns or a (query, corpus, negative) "
-                  "schema."},
+                  "schema; with loss_type=supcon, anchor (or text/sentence) and label columns."},
     )
     tokenizer_name_or_path: str | None = field(
         default=None, metadata={"help": "Tokenizer, when the checkpoint folder has none."}
     )
-    pooling: str = field(default="mean", metadata={"help": "Sentence pooling: mean, cls or max."})
+    pooling: str = field(
+        default="mean",
+        metadata={"help": "Sentence pooling: mean, cls or max; avg (the original trainer's name) is accepted and "
+                  "stored as mean."},
+    )
     normalize: bool = field(
         default=True, metadata={"help": "Append a Normalize module (unit-norm embeddings) to the saved model."}
     )
@@ -530,14 +693,18 @@ class ContrastiveArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
     loss_type: str = field(
         default="infonce",
-        metadata={"help": "infonce (in-batch negatives, MultipleNegativesRankingLoss) or cached_infonce (GradCache, "
-                  "CachedMultipleNegativesRankingLoss, for large batches)."},
+        metadata={"help": "infonce (in-batch negatives, MultipleNegativesRankingLoss), cached_infonce (GradCache, "
+                  "CachedMultipleNegativesRankingLoss, for large batches) or supcon (supervised contrastive loss, "
+                  "Khosla et al. 2020, on labelled data: anchor + label columns; every same-label example of the "
+                  "batch is a positive). The original trainer's simcse is infonce."},
     )
     temperature: float = field(default=0.05, metadata={"help": "Softmax temperature; scale = 1 / temperature."})
     hard_negative_weight: float = field(
-        default=1.0,
-        metadata={"help": "Weight w >= 0 of each anchor's own hard negatives in the softmax denominator (log w is "
-                  "added to their logits); 1 = plain InfoNCE, 0 = ignore them."},
+        default=0.0,
+        metadata={"help": "Added to the logits (cosine / temperature) of each anchor's own hard negatives, as in "
+                  "SimCSE and the original NeoBERT trainer: a log-space weight, their softmax terms are multiplied by "
+                  "exp(value). 0 = hard negatives count like the other in-batch negatives (plain InfoNCE); log(2) = "
+                  "0.69 counts them twice; negative values count them less. InfoNCE losses only."},
     )
     mini_batch_size: int | None = field(
         default=None,
@@ -571,15 +738,25 @@ class ContrastiveArguments:
         missing = [name for name in ("model_name_or_path", "train_dataset") if not getattr(self, name)]
         if missing:
             raise ValueError(f"Missing required argument(s): {', '.join('--' + name for name in missing)}.")
-        validate_pooling(self.pooling)
+        self.pooling = validate_pooling(self.pooling)  # `avg` -> `mean`
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"Unknown loss_type {self.loss_type!r}. Valid loss types: {', '.join(LOSS_TYPES)}.")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}.")
-        if not (self.hard_negative_weight >= 0 and math.isfinite(self.hard_negative_weight)):
-            raise ValueError(f"hard_negative_weight must be a finite number >= 0, got {self.hard_negative_weight}.")
-        if self.loss_type == "infonce" and self.mini_batch_size is not None:
+        _check_hard_negative_weight(self.hard_negative_weight)
+        if self.loss_type != "cached_infonce" and self.mini_batch_size is not None:
             raise ValueError("mini_batch_size only applies to loss_type=cached_infonce; remove it or switch loss_type.")
+        if self.loss_type == "supcon":
+            if self.hard_negative_weight != 0.0:
+                raise ValueError(
+                    "hard_negative_weight applies to the InfoNCE losses; loss_type=supcon takes its negatives from the "
+                    "other labels. Remove it or switch loss_type."
+                )
+            if self.pretraining_prob > 0:
+                raise ValueError(
+                    "pretraining_prob mixes in unlabelled SimCSE batches, which loss_type=supcon cannot score; set "
+                    "pretraining_prob to 0 or switch loss_type."
+                )
         if self.mini_batch_size is not None and self.mini_batch_size < 1:
             raise ValueError(f"mini_batch_size must be >= 1, got {self.mini_batch_size}.")
         if not 0.0 <= self.pretraining_prob <= 1.0:
@@ -762,14 +939,13 @@ def prepare_contrastive(args: ContrastiveArguments, training_args: ContrastiveTr
                 f"dropout, but the encoder's dropout is {dropout}; set dropout (e.g. 0.1)."
             )
 
-    train = prepare_contrastive_dataset(
-        load_table(args.train_dataset, args.train_split, args.train_dataset_config), args.column_mapping
-    )
+    prepare = prepare_supcon_dataset if args.loss_type == "supcon" else prepare_contrastive_dataset
+    train = prepare(load_table(args.train_dataset, args.train_split, args.train_dataset_config), args.column_mapping)
     if args.max_train_samples is not None:
         train = train.select(range(min(args.max_train_samples, len(train))))
     eval_dataset = None
     if args.eval_dataset is not None:
-        eval_dataset = prepare_contrastive_dataset(
+        eval_dataset = prepare(
             load_table(args.eval_dataset, args.eval_split, args.eval_dataset_config), args.column_mapping
         )
     if args.pretraining_prob > 0:

@@ -286,7 +286,8 @@ class MTEBArguments:
                   "'neobert-hf/<folder name>' for a local model)."},
     )
     pooling: str | None = field(
-        default=None, metadata={"help": "mean, cls or max for a NeoBERT checkpoint (default mean)."}
+        default=None,
+        metadata={"help": "mean, cls or max for a NeoBERT checkpoint (default mean); avg is accepted as mean."},
     )
     normalize: bool | None = field(
         default=None, metadata={"help": "Unit-normalise embeddings of a NeoBERT checkpoint (default false)."}
@@ -311,7 +312,7 @@ class MTEBArguments:
         if not self.model:
             raise ValueError("Missing required argument: --model (a checkpoint, an ST folder or a Hub id).")
         if self.pooling is not None:
-            validate_pooling(self.pooling)
+            self.pooling = validate_pooling(self.pooling)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}.")
         if self.model_name is not None and "/" not in self.model_name:

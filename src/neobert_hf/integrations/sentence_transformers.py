@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 
 __all__ = [
+    "POOLING_ALIASES",
     "POOLING_MODES",
     "PoolingMode",
     "build_sentence_transformer",
@@ -46,19 +47,24 @@ logger = logging.getLogger(__name__)
 
 PoolingMode = Literal["mean", "cls", "max"]
 POOLING_MODES: tuple[str, ...] = get_args(PoolingMode)
+# Accepted spellings that name one of POOLING_MODES (the original NeoBERT trainer's configs say `avg`).
+POOLING_ALIASES: dict[str, PoolingMode] = {"avg": "mean"}
 
 
 def validate_pooling(pooling: str) -> PoolingMode:
-    """Return `pooling` if it is one of [`POOLING_MODES`], else raise.
+    """The pooling mode `pooling` names: one of [`POOLING_MODES`], or an alias of one ([`POOLING_ALIASES`]: `avg` is
+    `mean`), returned in its canonical spelling.
 
-    There is exactly one spelling per mode (`mean`, not `avg`): the earlier system compared two spellings and ran CLS
-    pooling where mean pooling was documented.
+    Callers store the returned name, so every later comparison sees exactly one spelling per mode (`mean`).
 
     Raises:
         `ValueError`: naming the valid modes.
     """
+    if pooling in POOLING_ALIASES:
+        return POOLING_ALIASES[pooling]
     if pooling not in POOLING_MODES:
-        raise ValueError(f"Unknown pooling {pooling!r}. Valid pooling modes: {', '.join(POOLING_MODES)}.")
+        valid = ", ".join([*POOLING_MODES, *(f"{alias} (= {mode})" for alias, mode in POOLING_ALIASES.items())])
+        raise ValueError(f"Unknown pooling {pooling!r}. Valid pooling modes: {valid}.")
     return pooling  # type: ignore[return-value]
 
 
@@ -138,8 +144,8 @@ def build_sentence_transformer(
         model_name_or_path (`str` or `os.PathLike`):
             A `checkpoints/<step>/` folder, an exported model folder, or a Hub id.
         pooling (`str`, *optional*, defaults to `"mean"`):
-            `"mean"` (over non-padding tokens), `"cls"` (the first token) or `"max"` (element-wise over non-padding
-            tokens). Any other name is an error.
+            `"mean"` (over non-padding tokens; `"avg"` is accepted as the same mode), `"cls"` (the first token) or
+            `"max"` (element-wise over non-padding tokens). Any other name is an error.
         normalize (`bool`, *optional*, defaults to `False`):
             Append a `Normalize` module so that embeddings have unit L2 norm.
         max_seq_length (`int`, *optional*):

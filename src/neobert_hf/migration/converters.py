@@ -382,12 +382,17 @@ def _contrastive_loss(value: Any, ctx: Context) -> dict[str, Any]:
     name = str(value).strip().lower()
     if name == "simcse":
         return {"loss_type": "infonce"}
-    raise NoEquivalent(f"{value!r}: neobert-hf has InfoNCE losses only (infonce, cached_infonce)")
+    if name == "supcon":
+        return {"loss_type": "supcon"}
+    raise NoEquivalent(f"{value!r}: neobert-hf's losses are infonce, cached_infonce and supcon")
 
 
 def _hard_negative_weight(value: Any, ctx: Context) -> dict[str, Any]:
-    # SimCSE's convention: the original's value is the logarithm of the weight (0 = weight 1 = plain InfoNCE).
-    return {"hard_negative_weight": math.exp(_number(value))}
+    # Both follow SimCSE: the value is added to the hard negatives' logits (0 = plain InfoNCE), so it is copied.
+    number = _number(value)
+    if not math.isfinite(number):
+        raise NoEquivalent(f"{value!r} is not a finite number")
+    return {"hard_negative_weight": number}
 
 
 def _mteb_task_type(value: Any, ctx: Context) -> dict[str, Any]:

@@ -378,10 +378,13 @@ RULES: tuple[Rule, ...] = (
     R("glue.preprocessing_num_proc", ("preprocessing_num_workers",), G),
     # --- contrastive ---
     R("contrastive.temperature", ("temperature",), C),
-    R("contrastive.pooling", ("pooling",), C, _pooling, "avg -> mean; cls and max unchanged."),
-    R("contrastive.loss_type", ("loss_type",), C, _contrastive_loss, "simcse -> infonce; supcon has no equivalent."),
+    R("contrastive.pooling", ("pooling",), C, _pooling, "avg -> mean (`avg` is also accepted and stored as mean); "
+      "cls and max unchanged."),
+    R("contrastive.loss_type", ("loss_type",), C, _contrastive_loss, "simcse -> infonce; supcon -> supcon (supervised "
+      "contrastive loss on anchor + label columns: same-label examples of a batch are positives)."),
     R("contrastive.hard_negative_weight", ("hard_negative_weight",), C, _hard_negative_weight,
-      "The original follows SimCSE (the value is log w; 0 = plain InfoNCE); here it is w itself: w = exp(value)."),
+      "Same meaning (SimCSE's): the value is added to the logits of each anchor's own hard negatives, a log-space "
+      "weight; 0 = weighted like in-batch negatives (plain InfoNCE)."),
     R("contrastive.pretraining_prob", ("pretraining_prob",), C,
       note="Share of unsupervised SimCSE batches (text from simcse_dataset, default: the training pairs' texts)."),
     R("contrastive.pretrained_checkpoint_dir", ("model_name_or_path",), C,
