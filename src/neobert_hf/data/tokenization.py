@@ -305,12 +305,15 @@ def _first_columns(dataset: IterableDataset) -> list[str]:
 
 _PARALLEL_STATE_FORMAT = "neobert_hf.ParallelTokenizedStream/1"
 _TOKENIZER_WORKER_ENV = "NEOBERT_HF_TOKENIZER_WORKER"  # read by neobert_hf/__init__.py
+# A task ends at `batch_size` records or this much text, whichever comes first, so that long documents (books,
+# manuals) still make several tasks for the workers to share.
+_TASK_CHARACTERS = 1 << 20
 class ParallelTokenizedStream(IterableDataset):
     """A text stream tokenized by worker processes while it is read: the same rows, in the same order, as
     `tokenize_dataset(stream)`, with an exact resume position.
 
-    The reading process takes `batch_size` records at a time from the text stream and hands each batch to a pool of
-    `num_workers` processes; at most `prefetch` batches are in flight, and results are consumed in the order the
+    The reading process takes `batch_size` records at a time (fewer once they hold 1 MiB of text) from the text stream
+    and hands each batch to a pool of `num_workers` processes; at most `prefetch` batches are in flight, and results are consumed in the order the
     batches were read, so the output is the serial one whatever the timing. The position (`state_dict()`) counts
     *consumed* records: the text stream's own `state_dict()` at the start of the batch the last row came from, plus
     how many of that batch's records were used. Batches tokenized ahead but not yet consumed are not part of it; on
@@ -333,7 +336,7 @@ class ParallelTokenizedStream(IterableDataset):
         num_workers (`int`):
             Worker processes (>= 1; 1 moves tokenization out of the reading process).
         batch_size (`int`, *optional*, defaults to 1000):
-            Records per task.
+            Records per task (at most; a task also ends at 1 MiB of text).
         prefetch (`int`, *optional*):
             Batches in flight; defaults to `2 * num_workers`.
 
@@ -460,7 +463,12 @@ class ParallelTokenizedStream(IterableDataset):
         exhausted = False
         while True:
             while not exhausted and len(in_flight) < self._prefetch:
-                texts = [record[column] for record in itertools.islice(reader, self._batch_size)]
+                texts, characters = [], 0
+                for record in reader:
+                    texts.append(record[column])
+                    characters += len(record[column] or "")
+                    if len(texts) == self._batch_size or characters >= _TASK_CHARACTERS:
+                        break
                 if not texts:
                     exhausted = True
                     break
