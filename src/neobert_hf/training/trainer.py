@@ -2,7 +2,7 @@
 
 What it changes, and only that:
 
-- the loss (`compute_loss`): masked-logits-only MLM (SPEC 3) through the model's `sparse_prediction` and
+- the loss (`compute_loss`): masked-logits-only MLM through the model's `sparse_prediction` and
   `num_items_in_batch`, so the Trainer's own token counting (gradient accumulation, `average_tokens_across_devices`)
   makes every optimizer step the gradient of one large batch; the full-logits path with
   `masked_logits_only_loss=False`;
