@@ -153,15 +153,15 @@ def test_tiny_recipe_trains(recipe, tmp_path, capsys):
     assert type(model).__name__ == "NeoBERTForMaskedLM"
 
 
-def test_readme_maps_every_earlier_key_to_an_existing_flag():
-    """The table of recipes/README.md that tells users of the earlier system where each of its keys went."""
+def test_readme_maps_every_original_key_to_an_existing_flag():
+    """The table of recipes/README.md that tells users of the original NeoBERT trainer where each of its keys went."""
     from neobert_hf.cli.pretrain import build_argument_parser
 
     parser = build_argument_parser()
     fields = set(parser.field_names())
     values = {str(c) for action in parser._actions for c in (action.choices or [])}
     values |= {"save_to_disk", "latest", "grad_norm", "cu_seq_lens"}  # prose, not flags
-    table = (RECIPES / "README.md").read_text().split("## Where the earlier system's keys went")[1]
+    table = (RECIPES / "README.md").read_text().split("## Where the original NeoBERT trainer's keys went")[1]
     rows = [line for line in table.splitlines() if line.startswith("| `")]
     assert len(rows) > 30
     for row in rows:

@@ -63,7 +63,7 @@ def pad_collate(features: list[dict]) -> dict:
 
 
 def pack_collate(features: list[dict]) -> dict:
-    """The `DataCollatorWithFlattening` format (SPEC 3)."""
+    """The `DataCollatorWithFlattening` format."""
     lengths = torch.tensor([len(f["input_ids"]) for f in features])
     cu = torch.nn.functional.pad(torch.cumsum(lengths, 0), (1, 0)).to(torch.int32)
     return {
