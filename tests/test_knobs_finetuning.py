@@ -173,3 +173,220 @@ def test_converted_hard_negative_weight_gives_simcse_loss(tmp_path, old_value):
     weights = torch.cat([torch.zeros(5, 5), torch.eye(5) * old_value], 1)
     simcse = F.cross_entropy(cos_sim + weights, torch.arange(5))
     torch.testing.assert_close(weighted_info_nce(anchors, [positives, negatives], temperature, value), simcse)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# GLUE: allow_random_weights
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def glue_env(tmp_path_factory):
+    from test_glue_fixtures import make_tokenizer, save_pretrained_model, task_files
+
+    root = tmp_path_factory.mktemp("glue-knobs")
+    tok = make_tokenizer(root / "tok")
+    pretrained = save_pretrained_model(root / "pretrained", tok, seed=0)
+    config_file = root / "shape" / "config.json"
+    config_file.parent.mkdir()
+    config_file.write_text((pretrained / "config.json").read_text())
+    return {"root": root, "tok": pretrained, "pretrained": pretrained, "config": config_file,
+            "files": task_files(root / "data", "sst2", n_train=16, n_eval=8)}  # fmt: skip
+
+
+def _one_step(glue_env, out, **overrides):
+    from test_glue_fixtures import glue_args
+
+    values = dict(max_steps=1, eval_steps=1, save_steps=1, logging_steps=1)
+    values.update(overrides)
+    return glue_args(out, "sst2", glue_env["pretrained"], glue_env["files"], **values)
+
+
+def test_glue_random_weights_are_refused_without_the_flag(glue_env, tmp_path):
+    with pytest.raises(ValueError, match="model_name_or_path is required.*allow_random_weights=true"):
+        _one_step(glue_env, tmp_path / "a", model_name_or_path=None, tokenizer_name=str(glue_env["tok"]))
+    with pytest.raises(ValueError, match="config_name builds a randomly initialised model: set allow_random_weights"):
+        _one_step(glue_env, tmp_path / "b", model_name_or_path=None, config_name=str(glue_env["config"]))
+    with pytest.raises(ValueError, match="without model_name_or_path needs tokenizer_name"):
+        _one_step(glue_env, tmp_path / "c", model_name_or_path=None, config_name=str(glue_env["config"]),
+                  allow_random_weights=True)  # fmt: skip
+    with pytest.raises(ValueError, match="transfer_head .* cannot go with allow_random_weights"):
+        _one_step(glue_env, tmp_path / "d", allow_random_weights=True, transfer_head=True)
+    assert not any((tmp_path / name).exists() for name in "abcd")
+
+
+def test_glue_fine_tunes_a_random_init_model_on_purpose(glue_env, tmp_path):
+    from safetensors.torch import load_file
+
+    from neobert_hf.integrations.glue import prepare_glue, run_glue
+
+    # From a config file and a tokenizer, no weights at all: a 1-step run.
+    args = _one_step(glue_env, tmp_path / "cfg", model_name_or_path=None, config_name=str(glue_env["config"]),
+                     tokenizer_name=str(glue_env["tok"]), allow_random_weights=True)  # fmt: skip
+    setup = prepare_glue(args)
+    results = run_glue(setup)
+    assert results["global_step"] == 1 and results["model_name_or_path"] is None and results["source"] is None
+    assert (tmp_path / "cfg" / "checkpoints" / "1" / "model.safetensors").is_file()
+
+    # From a model folder: its config is used, its weights are not loaded (seed 1: the folder's weights were drawn
+    # with seed 0, which would draw the same numbers again).
+    setup = prepare_glue(_one_step(glue_env, tmp_path / "folder", allow_random_weights=True, seed=1))
+    pretrained = load_file(glue_env["pretrained"] / "model.safetensors")
+    encoder = setup.model.state_dict()
+    name = next(key for key in pretrained if key.endswith("qkv.weight"))
+    mine = next(value for key, value in encoder.items() if key.endswith(name.split("model.", 1)[-1]))
+    assert mine.shape == pretrained[name].shape and not torch.equal(mine, pretrained[name])
+    assert setup.model.config.hidden_size == json.loads(glue_env["config"].read_text())["hidden_size"]
+    assert setup.model.config.num_labels == 2
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# W&B for GLUE and contrastive runs
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_wandb_settings_reach_a_glue_run(glue_env, tmp_path, monkeypatch):
+    import glob
+
+    pytest.importorskip("wandb")
+    from test_training_knobs import _wandb_run_record
+
+    from neobert_hf.integrations.glue import prepare_glue, run_glue
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for name in ("WANDB_PROJECT", "WANDB_ENTITY", "WANDB_TAGS", "WANDB_MODE", "WANDB_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    args = _one_step(glue_env, tmp_path / "out", report_to="wandb", run_name="glue-knobs", wandb_project="neobert-glue",
+                     wandb_entity="my-team", wandb_tags=["glue", "sst2"], wandb_mode="offline",
+                     wandb_dir=str(tmp_path / "wb"))  # fmt: skip
+    try:
+        run_glue(prepare_glue(args))
+    finally:
+        import wandb
+
+        wandb.finish()
+        wandb.teardown()  # stops the W&B service: the offline run file is complete on disk
+    (run_file,) = glob.glob(str(tmp_path / "wb" / "wandb" / "offline-run-*" / "run-*.wandb"))
+    run = _wandb_run_record(run_file)
+    assert (run.project, run.entity, list(run.tags), run.display_name) == (
+        "neobert-glue", "my-team", ["glue", "sst2"], "glue-knobs"
+    )  # fmt: skip
+
+
+def test_wandb_fields_are_shared_and_checked_by_every_trainer_arguments(tmp_path):
+    pytest.importorskip("sentence_transformers")
+    from neobert_hf.integrations.contrastive import ContrastiveTrainer, ContrastiveTrainingArguments
+    from neobert_hf.integrations.glue import GlueTrainingArguments
+    from neobert_hf.training.arguments import NeoBERTTrainingArguments, WandbArguments
+    from neobert_hf.training.callbacks import WandbInitCallback
+
+    for cls in (NeoBERTTrainingArguments, GlueTrainingArguments, ContrastiveTrainingArguments):
+        assert issubclass(cls, WandbArguments)
+        with pytest.raises(ValueError, match="wandb_project set but report_to"):
+            cls(output_dir=str(tmp_path / cls.__name__), wandb_project="p", report_to="none")
+    args = ContrastiveTrainingArguments(output_dir=str(tmp_path / "st"), report_to="wandb", wandb_project="p",
+                                        wandb_mode="offline", run_name="r", use_cpu=True)  # fmt: skip
+    assert args.wandb_init_kwargs() == {"project": "p", "mode": "offline", "name": "r"}
+    # The contrastive trainer places the callback just before transformers' WandbCallback.
+    from datasets import Dataset
+
+    from neobert_hf.integrations.sentence_transformers import build_sentence_transformer
+
+    checkpoint = save_checkpoint(tmp_path / "ckpt")
+    model = build_sentence_transformer(checkpoint, device="cpu")
+    trainer = ContrastiveTrainer(model=model, args=args,
+                                 train_dataset=Dataset.from_dict({"anchor": ["a b", "c d"], "positive": ["a", "c"]}))  # fmt: skip
+    names = [type(c).__name__ for c in trainer.callback_handler.callbacks]
+    assert names.index("WandbInitCallback") + 1 == names.index("WandbCallback")
+    assert isinstance(trainer.callback_handler.callbacks[names.index("WandbInitCallback")], WandbInitCallback)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# MTEB: `all` task types and named benchmarks (selection only: mteb's registry, no download)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_mteb_benchmark_resolves_to_its_tasks():
+    mteb = pytest.importorskip("mteb")
+    from neobert_hf.integrations.mteb import resolve_tasks
+
+    names = [task.metadata.name for task in resolve_tasks(benchmark="MTEB(eng, v2)")]
+    assert names == [task.metadata.name for task in mteb.get_benchmark("MTEB(eng, v2)").tasks]
+    assert len(names) == 41 and {"STSBenchmark", "ArguAna", "BIOSSES"} <= set(names)
+    # A benchmark plus local tasks: the benchmark's first.
+    mixed = resolve_tasks(benchmark="MTEB(eng, v2)", local_tasks=["my-sts=" + str(REPO / "tests" / "data" / "sts.jsonl")])
+    assert [task.metadata.name for task in mixed] == [*names, "my-sts"]
+
+
+def test_mteb_all_task_types_selects_every_text_task():
+    mteb = pytest.importorskip("mteb")
+    from typing import get_args
+
+    from mteb.abstasks.task_metadata import TaskType
+
+    from neobert_hf.integrations.mteb import resolve_tasks
+
+    every = resolve_tasks(task_types=["all"])
+    names = {task.metadata.name for task in every}
+    # Every task of every type, minus the tasks that need images, audio or video.
+    by_type = mteb.get_tasks(task_types=list(get_args(TaskType)))
+    text_only = {t.metadata.name for t in by_type if set(t.metadata.modalities) == {"text"}}
+    assert names == text_only and len(names) > 1000
+    for task_type in ("STS", "Retrieval", "Classification", "Clustering", "PairClassification", "Reranking"):
+        assert names >= {t.metadata.name for t in resolve_tasks(task_types=[task_type]) if
+                         set(t.metadata.modalities) == {"text"}}  # fmt: skip
+    english = {task.metadata.name for task in resolve_tasks(task_types=["all"], languages=["eng"])}
+    assert english < names and "STS12" in english
+
+
+def test_mteb_cli_parses_the_new_selectors():
+    pytest.importorskip("mteb")
+    from neobert_hf.cli.mteb import parse_args
+
+    args = parse_args(["--model", "m", "--benchmark", "MTEB(eng, v2)"])
+    assert args.benchmark == "MTEB(eng, v2)"
+    args = parse_args(["--model", "m", "--task_types", "all", "--languages", "eng", "--pooling", "avg"])
+    assert args.task_types == ["all"] and args.languages == ["eng"] and args.pooling == "mean"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Evaluation that finds no eval data: skipped with a warning unless it was asked for by name
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_contrastive_eval_without_eval_data_is_skipped_with_a_warning(checkpoint, tmp_path):
+    pytest.importorskip("sentence_transformers")
+    from neobert_hf.integrations.contrastive import (
+        ContrastiveArguments,
+        ContrastiveTrainingArguments,
+        prepare_contrastive,
+    )
+
+    train = str(REPO / "tests" / "data" / "contrastive" / "train.jsonl")
+    args = ContrastiveArguments(model_name_or_path=checkpoint, train_dataset=train)
+    training_args = ContrastiveTrainingArguments(output_dir=str(tmp_path / "a"), eval_strategy="steps", eval_steps=1,
+                                                 report_to="none", use_cpu=True)  # fmt: skip
+    import logging
+
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # a CLI run earlier in the session may stop propagation to caplog's root handler
+    logger = logging.getLogger("neobert_hf.integrations.contrastive")
+    logger.addHandler(handler)
+    try:
+        prepare_contrastive(args, training_args)
+    finally:
+        logger.removeHandler(handler)
+    assert any("evaluation is skipped (eval_strategy set to no)" in r.getMessage() for r in records)
+    assert training_args.eval_strategy == "no" and not training_args.do_eval
+    # Named eval data that is not there is an error; so is best-model selection without eval data.
+    with pytest.raises((ValueError, FileNotFoundError), match="missing.jsonl"):
+        prepare_contrastive(ContrastiveArguments(model_name_or_path=checkpoint, train_dataset=train,
+                                                 eval_dataset=str(tmp_path / "missing.jsonl")),
+                            ContrastiveTrainingArguments(output_dir=str(tmp_path / "b"), report_to="none",
+                                                         use_cpu=True))  # fmt: skip
+    best = ContrastiveTrainingArguments(output_dir=str(tmp_path / "c"), eval_strategy="steps", save_strategy="steps",
+                                        load_best_model_at_end=True, report_to="none", use_cpu=True)  # fmt: skip
+    with pytest.raises(ValueError, match="load_best_model_at_end needs something to evaluate"):
+        prepare_contrastive(args, best)
+    assert not any((tmp_path / name).exists() for name in "abc")

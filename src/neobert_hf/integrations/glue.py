@@ -37,6 +37,7 @@ from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from ..import_utils import require
 from ..training.argument_checks import check_training_values
+from ..training.arguments import WandbArguments
 from ..checkpoints import CHECKPOINTS_DIR, checkpoint_dir, list_checkpoints, resolve_checkpoint, step_folder
 from ..training.output_dir import TrainingBegan, check_output_dir, failed_start_cleanup
 from ..checkpoints import RUN_RESULTS_NAME, load_pretrained_strict, resolve_pretrained_path
@@ -256,6 +257,21 @@ class GlueModelArguments:
         default=None,
         metadata={"help": "When model_name_or_path is a run folder: 'best', 'latest' or a step number."},
     )
+    allow_random_weights: bool = field(
+        default=False,
+        metadata={
+            "help": "Fine-tune a randomly initialised NeoBERT on purpose (a baseline without pretraining): the model "
+            "is built from config_name, or from model_name_or_path's config.json whose weights are then not loaded. "
+            "Needs a tokenizer (tokenizer_name or the model folder's). Without this flag every weight must load."
+        },
+    )
+    config_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "With allow_random_weights: the NeoBERT config (a folder holding config.json, the file itself or a "
+            "Hub id) of the randomly initialised model. Default: model_name_or_path's config."
+        },
+    )
     tokenizer_name: str | None = field(
         default=None, metadata={"help": "Tokenizer folder or Hub id. Default: the model folder's own tokenizer."}
     )
@@ -299,8 +315,27 @@ class GlueModelArguments:
     )
 
     def __post_init__(self):
-        if not self.model_name_or_path:
-            raise ValueError("model_name_or_path is required: the pretrained NeoBERT to fine-tune.")
+        if self.config_name and not self.allow_random_weights:
+            raise ValueError(
+                "config_name builds a randomly initialised model: set allow_random_weights=true to fine-tune one on "
+                "purpose, or drop config_name to fine-tune the weights of model_name_or_path."
+            )
+        if self.allow_random_weights:
+            if not (self.model_name_or_path or self.config_name):
+                raise ValueError(
+                    "allow_random_weights needs the model's shape: config_name (a NeoBERT config.json or its folder) "
+                    "or model_name_or_path (its config is used, its weights are not)."
+                )
+            if not (self.model_name_or_path or self.tokenizer_name):
+                raise ValueError("allow_random_weights without model_name_or_path needs tokenizer_name.")
+            if self.transfer_head:
+                raise ValueError("transfer_head loads a trained head; it cannot go with allow_random_weights.")
+        elif not self.model_name_or_path:
+            raise ValueError(
+                "model_name_or_path is required: the pretrained NeoBERT to fine-tune. To fine-tune a randomly "
+                "initialised model on purpose, set allow_random_weights=true with config_name (or model_name_or_path) "
+                "and tokenizer_name."
+            )
         if self.classifier_pooling not in (None, "cls", "mean"):
             raise ValueError(f"classifier_pooling must be 'cls' or 'mean', got {self.classifier_pooling!r}.")
         if self.use_peft:
@@ -420,14 +455,15 @@ class GlueDataArguments:
 
 
 @dataclass
-class GlueTrainingArguments(TrainingArguments):
+class GlueTrainingArguments(WandbArguments, TrainingArguments):
     r"""[`~transformers.TrainingArguments`] for GLUE fine-tuning with [`run_glue`].
 
     Every `TrainingArguments` field keeps its meaning; the GLUE defaults differ in three places that best-model
     selection needs: `eval_strategy` and `save_strategy` are `"epoch"`, `load_best_model_at_end` is `True`.
     `metric_for_best_model` defaults to the task's official metric (CoLA Matthews, MRPC/QQP F1, STS-B Pearson, MNLI
     matched accuracy, accuracy elsewhere), set by [`GlueArguments`], which knows the task. Per-task hyperparameters
-    live in `recipes/neobert/glue/<task>.yaml`.
+    live in `recipes/neobert/glue/<task>.yaml`. The `wandb_*` fields ([`~neobert_hf.training.arguments.WandbArguments`])
+    reach the W&B run.
     """
 
     # --- Early stopping ---
@@ -456,6 +492,7 @@ class GlueTrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         check_training_values(self)
+        self.check_wandb()
         # TrainingArguments fills in "loss" when no metric is given; the task's metric replaces that default later.
         self._metric_given = self.metric_for_best_model is not None
         self._direction_given = self.greater_is_better is not None
@@ -821,7 +858,11 @@ def prepare_glue(args: GlueArguments) -> GlueSetup:
     check_push_arguments(training_args, needs_tokenizer=False)  # the tokenizer is loaded below
     check_output_dir(training_args.output_dir)
     resume = _check_output_dir(training_args)
-    source = resolve_pretrained_path(model_args.model_name_or_path, model_args.checkpoint)
+    source = (
+        resolve_pretrained_path(model_args.model_name_or_path, model_args.checkpoint)
+        if model_args.model_name_or_path
+        else None
+    )
     tokenizer = _load_tokenizer(model_args, source)
     raw = load_glue_data(data_args)
     task = raw["task"]
@@ -835,17 +876,25 @@ def prepare_glue(args: GlueArguments) -> GlueSetup:
             "id2label": dict(enumerate(task.label_names)),
             "label2id": {name: i for i, name in enumerate(task.label_names)},
         }
-    model = load_pretrained_strict(
-        source,
-        NeoBERTForSequenceClassification,
-        task_head="load" if model_args.transfer_head else "new",
+    head = dict(
         num_labels=task.num_labels,
         finetuning_task=task.name,
         problem_type="regression" if task.is_regression else "single_label_classification",
         **labels,
         **overrides,
     )
-    source_task = _source_task(source)
+    if model_args.allow_random_weights:
+        model = random_init_model(model_args.config_name or source, **head)
+        logger.warning(
+            f"allow_random_weights: fine-tuning a randomly initialised NeoBERT (config {model_args.config_name or source}"
+            + ("; the weights of model_name_or_path are not loaded" if source else "")
+            + ")."
+        )
+    else:
+        model = load_pretrained_strict(
+            source, NeoBERTForSequenceClassification, task_head="load" if model_args.transfer_head else "new", **head
+        )
+    source_task = _source_task(source) if source and not model_args.allow_random_weights else None
     if len(tokenizer) > model.config.vocab_size:
         raise ValueError(
             f"The tokenizer has {len(tokenizer)} tokens but the model's vocabulary has {model.config.vocab_size}: "
@@ -874,6 +923,30 @@ def prepare_glue(args: GlueArguments) -> GlueSetup:
         test_datasets={name: tok(ds) for name, ds in raw["test"].items()},
         resume_from_checkpoint=resume,
     )
+
+
+def random_init_model(config_source: str, **config_values: Any) -> nn.Module:
+    """A randomly initialised [`NeoBERTForSequenceClassification`] of the NeoBERT config at `config_source` (a folder
+    with `config.json`, the file itself or a Hub id), with `config_values` set (labels, head options, and
+    `attn_implementation`). The caller seeds the initialisation.
+
+    Raises:
+        `ValueError`: no readable config there, or a config of another model type.
+    """
+    from .. import NeoBERTConfig, NeoBERTForSequenceClassification
+
+    attn_implementation = config_values.pop("attn_implementation", None)
+    try:
+        values, _ = NeoBERTConfig.get_config_dict(config_source)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"Cannot read a NeoBERT config from {config_source}: {err}") from err
+    if values.get("model_type") != NeoBERTConfig.model_type:
+        raise ValueError(f"{config_source} holds a {values.get('model_type')!r} config, not a NeoBERT one.")
+    config = NeoBERTConfig.from_dict(values)
+    config.update(config_values)
+    if attn_implementation is not None:
+        config._attn_implementation = attn_implementation
+    return NeoBERTForSequenceClassification(config)
 
 
 def _source_task(source: str) -> str | None:

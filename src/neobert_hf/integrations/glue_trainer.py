@@ -11,6 +11,7 @@ import os
 from transformers import EarlyStoppingCallback, Trainer
 
 from ..checkpoints import ADAPTER_DIR, CheckpointTreeCallback, CheckpointTreeTrainerMixin
+from ..training.callbacks import WandbInitCallback
 from ..training.hub import CleanHubPushMixin
 
 
@@ -51,7 +52,14 @@ class GlueTrainer(CleanHubPushMixin, CheckpointTreeTrainerMixin, Trainer):
     With LoRA, `save_model` writes the merged model (so a checkpoint loads with `from_pretrained` like any other) and
     the adapter under `adapter/`; `best_model_checkpoint` names that `adapter/` folder, which transformers'
     best-model loading reads, and resuming reads it too.
+
+    With [`~neobert_hf.integrations.glue.GlueTrainingArguments`], the `wandb_*` settings reach `wandb.init`
+    ([`~neobert_hf.training.callbacks.WandbInitCallback`]).
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        WandbInitCallback.install(self)
 
     def make_checkpoint_callback(self) -> CheckpointTreeCallback:
         return CheckpointTreeCallback(card_facts=lambda model: _glue_card_facts(self.accelerator.unwrap_model(model)))

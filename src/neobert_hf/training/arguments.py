@@ -51,8 +51,56 @@ def _report_to(value) -> list[str]:
     return list(value)
 
 
+_WANDB_FIELDS = ("wandb_project", "wandb_entity", "wandb_tags", "wandb_mode", "wandb_dir")
+
+
 @dataclass
-class NeoBERTTrainingArguments(TrainingArguments):
+class WandbArguments:
+    """The W&B run settings shared by the pretraining, GLUE and contrastive training arguments (mixed into their
+    `TrainingArguments` subclasses). transformers' `WandbCallback` reads only environment variables; these reach
+    `wandb.init` through [`~neobert_hf.training.callbacks.WandbInitCallback`]. The subclass's `__post_init__` calls
+    [`check_wandb`]."""
+
+    # --- Weights & Biases (with report_to=wandb) ---
+    wandb_project: str | None = field(
+        default=None, metadata={"help": "W&B project of the run (report_to must include wandb). None: WANDB_PROJECT."}
+    )
+    wandb_entity: str | None = field(default=None, metadata={"help": "W&B entity (user or team). None: WANDB_ENTITY."})
+    wandb_tags: list[str] | None = field(default=None, metadata={"help": "W&B run tags. None: WANDB_TAGS."})
+    wandb_mode: Literal["online", "offline", "disabled"] | None = field(
+        default=None, metadata={"help": "W&B mode: online, offline (sync later with `wandb sync`) or disabled."}
+    )
+    wandb_dir: str | None = field(
+        default=None, metadata={"help": "Folder where W&B writes its run files. None: WANDB_DIR or ./wandb."}
+    )
+
+    def check_wandb(self) -> None:
+        """Refuses W&B settings that would have no effect (report_to without wandb)."""
+        given = [name for name in _WANDB_FIELDS if getattr(self, name)]
+        if given and "wandb" not in _report_to(self.report_to):
+            raise ValueError(
+                f"{', '.join(given)} set but report_to={self.report_to!r} does not include wandb: add "
+                "--report_to wandb, or drop the W&B settings."
+            )
+
+    def wandb_init_kwargs(self) -> dict:
+        """The `wandb.init` arguments these arguments set (project, entity, tags, mode, dir; the run name with any of
+        them), `{}` when none is set."""
+        values = {
+            "project": self.wandb_project,
+            "entity": self.wandb_entity,
+            "tags": list(self.wandb_tags) if self.wandb_tags else None,
+            "mode": self.wandb_mode,
+            "dir": self.wandb_dir,
+        }
+        given = {name: value for name, value in values.items() if value}
+        if given and self.run_name is not None:
+            given["name"] = self.run_name
+        return given
+
+
+@dataclass
+class NeoBERTTrainingArguments(WandbArguments, TrainingArguments):
     r"""[`~transformers.TrainingArguments`] for [`NeoBERTTrainer`].
 
     Every field of `TrainingArguments` keeps its meaning. The additions:
@@ -177,18 +225,6 @@ class NeoBERTTrainingArguments(TrainingArguments):
         },
     )
 
-    # --- Weights & Biases (with report_to=wandb) ---
-    wandb_project: str | None = field(
-        default=None, metadata={"help": "W&B project of the run (report_to must include wandb). None: WANDB_PROJECT."}
-    )
-    wandb_entity: str | None = field(default=None, metadata={"help": "W&B entity (user or team). None: WANDB_ENTITY."})
-    wandb_tags: list[str] | None = field(default=None, metadata={"help": "W&B run tags. None: WANDB_TAGS."})
-    wandb_mode: Literal["online", "offline", "disabled"] | None = field(
-        default=None, metadata={"help": "W&B mode: online, offline (sync later with `wandb sync`) or disabled."}
-    )
-    wandb_dir: str | None = field(
-        default=None, metadata={"help": "Folder where W&B writes its run files. None: WANDB_DIR or ./wandb."}
-    )
     log_weight_norms: bool = field(
         default=False,
         metadata={
@@ -274,14 +310,7 @@ class NeoBERTTrainingArguments(TrainingArguments):
                     "loss_chunk_size chunks the masked-logits-only loss; masked_logits_only_loss=false (the full-logits "
                     "ablation) builds every logit anyway. Drop one of the two."
                 )
-        wandb_fields = [
-            f for f in ("wandb_project", "wandb_entity", "wandb_tags", "wandb_mode", "wandb_dir") if getattr(self, f)
-        ]
-        if wandb_fields and "wandb" not in _report_to(self.report_to):
-            raise ValueError(
-                f"{', '.join(wandb_fields)} set but report_to={self.report_to!r} does not include wandb: add "
-                "--report_to wandb, or drop the W&B settings."
-            )
+        self.check_wandb()
         if self.decay_steps is not None and self.decay_steps < 1:
             raise ValueError(f"decay_steps must be >= 1 (the optimizer step where the decay ends), got {self.decay_steps}.")
         if self.eval_max_batches is not None and self.eval_max_batches < 1:
@@ -388,21 +417,6 @@ class NeoBERTTrainingArguments(TrainingArguments):
                 "through lr_scheduler_kwargs for other schedulers."
             )
 
-    def wandb_init_kwargs(self) -> dict:
-        """The `wandb.init` arguments these arguments set (project, entity, tags, mode, dir; the run name with any of
-        them), `{}` when none is set."""
-        values = {
-            "project": self.wandb_project,
-            "entity": self.wandb_entity,
-            "tags": list(self.wandb_tags) if self.wandb_tags else None,
-            "mode": self.wandb_mode,
-            "dir": self.wandb_dir,
-        }
-        given = {name: value for name, value in values.items() if value}
-        if given and self.run_name is not None:
-            given["name"] = self.run_name
-        return given
-
     @property
     def effective_muon_lr(self) -> float:
         return self.learning_rate if self.muon_lr is None else self.muon_lr
@@ -412,4 +426,4 @@ class NeoBERTTrainingArguments(TrainingArguments):
         return self.weight_decay if self.muon_weight_decay is None else self.muon_weight_decay
 
 
-__all__ = ["NeoBERTTrainingArguments"]
+__all__ = ["NeoBERTTrainingArguments", "WandbArguments"]

@@ -365,8 +365,8 @@ class WandbInitCallback(TrainerCallback):
     @classmethod
     def install(cls, trainer) -> None:
         """Insert the callback just before the trainer's `WandbCallback` (nothing when W&B is not reported to or no
-        `wandb_*` setting is given)."""
-        kwargs = trainer.args.wandb_init_kwargs()
+        `wandb_*` setting is given, or the arguments have no `wandb_*` fields: not a `WandbArguments`)."""
+        kwargs = trainer.args.wandb_init_kwargs() if hasattr(trainer.args, "wandb_init_kwargs") else {}
         callbacks = trainer.callback_handler.callbacks
         index = next((i for i, c in enumerate(callbacks) if type(c).__name__ == "WandbCallback"), None)
         if kwargs and index is not None:
