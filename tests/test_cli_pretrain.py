@@ -168,12 +168,22 @@ def test_dataloader_workers_are_refused(tmp_path, capsys):
     _fails_cleanly(capsys, tmp_path / "out", "--dataloader_num_workers", "2", message="dataloader_num_workers must be 0")
 
 
-def test_evaluation_without_eval_data(tmp_path, capsys):
+def test_evaluation_without_eval_data_is_skipped_with_a_warning(tmp_path, capsys, caplog):
+    # No eval split found (and none named): as the original trainer did, training runs without evaluation.
     data = tmp_path / "docs.jsonl"
-    data.write_text("".join(json.dumps({"text": f"document number {i} about dogs and cats."}) + "\n" for i in range(20)))
+    data.write_text("".join(json.dumps({"text": f"document number {i} about dogs and cats."}) + "\n" for i in range(80)))
+    base = without(TINY, "--dataset_name", "--eval_split")
+    with caplog.at_level("WARNING"):
+        code = pretrain(tmp_path / "out", "--data_files", str(data), "--train_split", "train", "--eval_strategy",
+                        "steps", "--eval_steps", "1", base=base)  # fmt: skip
+    assert code == 0
+    shown = caplog.text + capsys.readouterr().err
+    assert "eval_strategy=steps but there is no eval data" in shown and "eval_strategy set to no" in shown
+    # Best-model selection depends on evaluation: then it is an error, before anything is written.
     _fails_cleanly(
-        capsys, tmp_path / "out", "--data_files", str(data), "--train_split", "train", "--eval_strategy", "steps",
-        message="no eval data", base=without(TINY, "--dataset_name", "--eval_split"),
+        capsys, tmp_path / "out2", "--data_files", str(data), "--train_split", "train", "--eval_strategy", "steps",
+        "--save_strategy", "steps", "--load_best_model_at_end", "true",
+        message="load_best_model_at_end needs eval data", base=base,
     )  # fmt: skip
 
 

@@ -205,6 +205,11 @@ def test_unknown_task_is_an_error_that_writes_nothing(checkpoint, tmp_path, caps
         ({"local_tasks": ["a=" + str(DATA / "sts.jsonl"), "a=" + str(DATA / "beir")]}, "requested twice"),
         ({"local_tasks": [str(DATA / "sts.jsonl")]}, "NAME=PATH"),
         ({"local_tasks": ["x=/no/such/path"]}, "does not exist"),
+        ({"benchmark": "MTEB(eng, v2)", "tasks": ["STSBenchmark"]}, "selects its own tasks"),
+        ({"benchmark": "MTEB(eng, v2)", "task_types": ["STS"]}, "selects its own tasks"),
+        ({"benchmark": "MTEB(eng,v2)"}, r"unknown benchmark 'MTEB\(eng,v2\)' \(did you mean MTEB\(eng, v2\)"),
+        ({"task_types": ["all", "STS"]}, "already selects every type"),
+        ({"tasks": ["STSBenchmark"], "languages": ["eng"]}, "languages filters the task_types selection"),
     ],
 )
 def test_task_selection_errors(kwargs, message):
@@ -228,7 +233,8 @@ def test_options_that_would_be_ignored_are_errors(checkpoint, tmp_path):
     model = load_model(MTEBArguments(model=str(saved), max_seq_length=8))
     assert model[1].pooling_mode == "max" and model.max_seq_length == 8
     with pytest.raises(ValueError, match="Valid pooling modes"):
-        MTEBArguments(model=checkpoint, pooling="avg")
+        MTEBArguments(model=checkpoint, pooling="average")
+    assert MTEBArguments(model=checkpoint, pooling="avg").pooling == "mean"  # the original trainer's spelling
     with pytest.raises(ValueError, match="org/name"):
         MTEBArguments(model=checkpoint, model_name="plain")
     with pytest.raises(ValueError, match="prompts must be a JSON object"):

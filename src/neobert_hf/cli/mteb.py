@@ -3,6 +3,8 @@
 ```bash
 neobert-hf mteb --model runs/contrastive/checkpoints/1000 --tasks STSBenchmark SciFact --output_folder mteb_results
 neobert-hf mteb --model runs/pretrain/checkpoints/100000 --pooling mean --task_types STS
+neobert-hf mteb --model runs/contrastive/checkpoints/1000 --benchmark "MTEB(eng, v2)"
+neobert-hf mteb --model runs/contrastive/checkpoints/1000 --task_types all --languages eng
 neobert-hf mteb --model runs/tiny/checkpoints/4 --local_tasks my-sts=data/sts.jsonl my-beir=data/beir
 ```
 
@@ -37,7 +39,7 @@ def build_argument_parser():
     return NeoBERTArgumentParser(
         (MTEBArguments,),
         prog="neobert-hf mteb",
-        description=HELP + " Usage: neobert-hf mteb --model PATH (--tasks ... | --task_types ... | --local_tasks ...).",
+        description=HELP + " Usage: neobert-hf mteb --model PATH (--tasks ... | --task_types ... | --benchmark NAME | --local_tasks ...).",
     )
 
 
@@ -51,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
     from ..integrations.mteb import evaluate, render_summary_markdown, resolve_tasks
 
     mteb_args = parse_args(args.argv)
-    tasks = resolve_tasks(mteb_args.tasks, mteb_args.task_types, mteb_args.local_tasks)
+    tasks = resolve_tasks(
+        mteb_args.tasks, mteb_args.task_types, mteb_args.local_tasks, mteb_args.benchmark, mteb_args.languages
+    )
     summary = evaluate(mteb_args, tasks)  # errors: see neobert_hf.cli.errors
     print(render_summary_markdown(summary))
     if summary["missing_tasks"]:

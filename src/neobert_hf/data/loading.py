@@ -19,7 +19,8 @@ Eval data is resolved in this order (the first that applies wins), see [`load_pr
 
 1. an explicit `eval_split` (slicing allowed, e.g. `"train[-1000:]"`);
 2. the first split named `validation`, `eval`, `test` or `dev` that the source has;
-3. `eval_fraction`: a seeded random fraction of the train split (map-style datasets only);
+3. `eval_fraction`: a seeded random fraction of the train split (map-style datasets only; a stream cannot be split
+   at random, so on a stream it is skipped with a warning and there is no eval data, as in the original trainer);
 4. `eval_samples`: the first `eval_samples` documents of the train split, which are then *skipped* for training so
    that nothing leaks (works for streams and map-style datasets);
 5. otherwise no eval data.
@@ -28,6 +29,7 @@ Eval data is resolved in this order (the first that applies wins), see [`load_pr
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -724,14 +726,17 @@ def load_pretraining_data(
             evaluation, origin = splits[detected], "auto_split"
             description = f"eval: detected split {detected!r}"
         elif eval_fraction is not None:
-            if not isinstance(train, Dataset):
-                raise ValueError(
-                    "eval_fraction needs a map-style dataset, but the data is streamed (a stream has no length). "
-                    "Use eval_samples to take the head of the stream for eval instead."
+            if isinstance(train, Dataset):
+                parts = train.train_test_split(test_size=eval_fraction, seed=seed, shuffle=True)
+                train, evaluation, origin = parts["train"], parts["test"], "fraction"
+                description = f"eval: random {eval_fraction:.2%} of {train_split!r} (seed {seed}), removed from train"
+            else:
+                reason = (
+                    f"eval_fraction={eval_fraction} needs map-style data and the data is streamed (a stream has no "
+                    "length to split); use eval_samples for the head of the stream"
                 )
-            parts = train.train_test_split(test_size=eval_fraction, seed=seed, shuffle=True)
-            train, evaluation, origin = parts["train"], parts["test"], "fraction"
-            description = f"eval: random {eval_fraction:.2%} of {train_split!r} (seed {seed}), removed from train"
+                description = f"eval: none ({reason})"
+                logging.getLogger(__name__).warning(f"No eval data: {reason}.")
         elif eval_samples is not None:
             if isinstance(train, Dataset):
                 if eval_samples >= len(train):

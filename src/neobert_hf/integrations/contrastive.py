@@ -57,6 +57,8 @@ from sentence_transformers.sentence_transformer.training_args import (  # noqa: 
 )
 
 from ..training.argument_checks import check_training_values  # noqa: E402
+from ..training.arguments import WandbArguments  # noqa: E402
+from ..training.callbacks import WandbInitCallback  # noqa: E402
 from ..checkpoints import CheckpointTreeTrainerMixin  # noqa: E402
 from ..training.output_dir import TrainingBegan, check_output_dir, failed_start_cleanup  # noqa: E402
 from ..training.hub import STAGING_PREFIX, CleanHubPushMixin  # noqa: E402
@@ -782,10 +784,10 @@ class ContrastiveArguments:
 
 
 @dataclass
-class ContrastiveTrainingArguments(SentenceTransformerTrainingArguments):
+class ContrastiveTrainingArguments(WandbArguments, SentenceTransformerTrainingArguments):
     """`SentenceTransformerTrainingArguments` whose batches hold no duplicated text by default (in-batch negatives
-    must not be copies of the anchor or positive) and whose `resume_from_checkpoint` also takes `latest` or a step
-    of `<output_dir>/checkpoints/`."""
+    must not be copies of the anchor or positive), whose `resume_from_checkpoint` also takes `latest` or a step
+    of `<output_dir>/checkpoints/`, and with the `wandb_*` run settings of [`~neobert_hf.training.arguments.WandbArguments`]."""
 
     batch_sampler: BatchSamplers | str = field(
         default=BatchSamplers.NO_DUPLICATES,
@@ -795,6 +797,7 @@ class ContrastiveTrainingArguments(SentenceTransformerTrainingArguments):
 
     def __post_init__(self):
         check_training_values(self)
+        self.check_wandb()
         super().__post_init__()
 
 
@@ -820,6 +823,7 @@ class ContrastiveTrainer(CleanHubPushMixin, CheckpointTreeTrainerMixin, Sentence
     def __init__(self, *args, pretraining_prob: float | None = None, **kwargs):
         self.pretraining_prob = pretraining_prob
         super().__init__(*args, **kwargs)
+        WandbInitCallback.install(self)  # the wandb_* settings reach wandb.init
         train = self.train_dataset
         if pretraining_prob is not None and not (isinstance(train, dict) and list(train) == [PAIRS_KEY, SIMCSE_KEY]):
             raise ValueError(f"pretraining_prob needs a training DatasetDict with splits {[PAIRS_KEY, SIMCSE_KEY]}.")
@@ -968,10 +972,22 @@ def prepare_contrastive(args: ContrastiveArguments, training_args: ContrastiveTr
         batch_size=training_args.per_device_eval_batch_size,
     )
     if training_args.eval_strategy != "no" and eval_dataset is None and not evaluators:
-        raise ValueError(
-            f"eval_strategy={training_args.eval_strategy} but there is nothing to evaluate: set eval_dataset, "
-            "sts_eval_file or retrieval_eval_dir, or eval_strategy=no."
+        # No eval data named: evaluation is skipped, as the original trainer did, unless best-model selection needs it.
+        # Named eval data (eval_dataset, sts_eval_file, retrieval_eval_dir) that cannot be read is an error above.
+        strategy = getattr(training_args.eval_strategy, "value", training_args.eval_strategy)
+        if training_args.load_best_model_at_end:
+            raise ValueError(
+                "load_best_model_at_end needs something to evaluate: set eval_dataset, sts_eval_file or "
+                "retrieval_eval_dir."
+            )
+        logger.warning(
+            f"eval_strategy={strategy} but there is nothing to evaluate (no eval_dataset, sts_eval_file or "
+            "retrieval_eval_dir): evaluation is skipped (eval_strategy set to no)."
         )
+        from transformers.trainer_utils import IntervalStrategy
+
+        training_args.eval_strategy = IntervalStrategy.NO
+        training_args.do_eval = False
 
     model = build_sentence_transformer(
         source,

@@ -183,40 +183,70 @@ def _registry_names() -> list[str]:
     return [task.metadata.name for task in tasks]
 
 
+ALL_TASK_TYPES = "all"
+
+
+def _benchmark_tasks(name: str) -> list[AbsTask] | str:
+    """The tasks of mteb's benchmark `name`, or the problem (an unknown name, with the closest names)."""
+    import mteb
+
+    try:
+        return list(mteb.get_benchmark(name).tasks)
+    except (KeyError, ValueError):
+        names = [benchmark.name for benchmark in mteb.get_benchmarks()]
+        close = difflib.get_close_matches(name, names, n=3)
+        return f"unknown benchmark {name!r}" + (f" (did you mean {', '.join(close)}?)" if close else "")
+
+
 def resolve_tasks(
     tasks: Sequence[str] | None = None,
     task_types: Sequence[str] | None = None,
     local_tasks: Sequence[str] | None = None,
+    benchmark: str | None = None,
+    languages: Sequence[str] | None = None,
 ) -> list[AbsTask]:
     """Every task to evaluate, checked before anything runs.
 
     Args:
         tasks: mteb task names (e.g. `STSBenchmark`).
         task_types: mteb task types (e.g. `STS`, `Retrieval`): every public, non-superseded task of these types.
-            Giving both `tasks` and `task_types` is an error (mteb would silently ignore the types).
+            `["all"]` is every task type: every public, non-superseded text-only task (image, audio and video tasks
+            need another kind of model). Giving both `tasks` and `task_types` is an error (mteb would silently ignore
+            the types).
         local_tasks: `NAME=PATH` specs ([`parse_local_task`]).
+        benchmark: an mteb benchmark name (e.g. `MTEB(eng, v2)`, see `mteb.get_benchmarks()`): its tasks, exactly as
+            mteb defines them. Not with `tasks` or `task_types`.
+        languages: ISO 639-3 codes (e.g. `eng`): keep the `task_types` selection to tasks in these languages.
 
     Returns:
-        `list[AbsTask]`: registry tasks first, then local tasks.
+        `list[AbsTask]`: registry (or benchmark) tasks first, then local tasks.
 
     Raises:
-        [`UnknownTaskError`]: an unknown task name or type (with the closest valid names) or a local task whose name
-            is also a registry name.
-        `ValueError`: nothing to evaluate, or a broken local file.
+        [`UnknownTaskError`]: an unknown task name, type or benchmark (with the closest valid names) or a local task
+            whose name is also a registry name.
+        `ValueError`: nothing to evaluate, conflicting selectors, or a broken local file.
     """
     require("mteb", "MTEB evaluation")
     import mteb
     from mteb.abstasks.task_metadata import TaskType
 
     tasks, task_types, local_tasks = list(tasks or []), list(task_types or []), list(local_tasks or [])
+    languages = list(languages or [])
     if tasks and task_types:
         raise ValueError("Give either tasks or task_types, not both (mteb ignores task_types when tasks are named).")
-    if not (tasks or task_types or local_tasks):
-        raise ValueError("Nothing to evaluate: give tasks, task_types or local_tasks.")
+    if benchmark and (tasks or task_types):
+        raise ValueError(f"benchmark {benchmark!r} selects its own tasks: give it without tasks or task_types.")
+    if languages and not task_types:
+        raise ValueError("languages filters the task_types selection; give task_types (e.g. all) with it.")
+    if not (tasks or task_types or local_tasks or benchmark):
+        raise ValueError("Nothing to evaluate: give tasks, task_types, benchmark or local_tasks.")
+    if ALL_TASK_TYPES in task_types and len(task_types) > 1:
+        raise ValueError(f"task_types {ALL_TASK_TYPES!r} already selects every type; give it alone.")
     found = {name: _registry_task(name) for name in tasks}
     unknown = [name for name, task in found.items() if task is None]
     valid_types = get_args(TaskType)
-    unknown_types = [name for name in task_types if name not in valid_types]
+    unknown_types = [name for name in task_types if name not in valid_types and name != ALL_TASK_TYPES]
+    benchmark_tasks = _benchmark_tasks(benchmark) if benchmark else []
     local_specs = [parse_local_task(spec) for spec in local_tasks]
     clashes = [name for name, _ in local_specs if _registry_task(name) is not None]
     requested = tasks + [name for name, _ in local_specs]
@@ -232,6 +262,8 @@ def resolve_tasks(
             f"unknown task type {name!r}" + (f" (did you mean {', '.join(close)}?)" if close else "")
             + f"; valid types: {', '.join(valid_types)}"
         )
+    if isinstance(benchmark_tasks, str):
+        problems.append(benchmark_tasks + "; mteb.get_benchmarks() lists them")
     for name in clashes:
         problems.append(f"local task name {name!r} is an MTEB task name; choose another")
     for name in repeated:
@@ -240,12 +272,19 @@ def resolve_tasks(
         raise UnknownTaskError("Cannot evaluate: " + "; ".join(problems) + ".")
 
     resolved: list[AbsTask] = []
+    filters: dict[str, Any] = {"languages": languages} if languages else {}
     if tasks:
         resolved.extend(found[name] for name in tasks)
-    elif task_types:
-        resolved.extend(mteb.get_tasks(task_types=task_types))
+    elif benchmark:
+        resolved.extend(benchmark_tasks)
+    elif task_types == [ALL_TASK_TYPES]:
+        resolved.extend(mteb.get_tasks(modalities=["text"], exclusive_modality_filter=True, **filters))
         if not resolved:
-            raise ValueError(f"No public task of type(s) {task_types}.")
+            raise ValueError(f"No public text task{' in ' + ', '.join(languages) if languages else ''}.")
+    elif task_types:
+        resolved.extend(mteb.get_tasks(task_types=task_types, **filters))
+        if not resolved:
+            raise ValueError(f"No public task of type(s) {task_types}" + (f" in {languages}." if languages else "."))
     for name, path in local_specs:
         resolved.append(local_retrieval_task(name, path) if os.path.isdir(path) else local_sts_task(name, path))
     return resolved
@@ -268,7 +307,18 @@ class MTEBArguments:
     )
     tasks: list[str] | None = field(default=None, metadata={"help": "MTEB task names, e.g. STSBenchmark SciFact."})
     task_types: list[str] | None = field(
-        default=None, metadata={"help": "MTEB task types, e.g. STS Retrieval (every public task of these types)."}
+        default=None,
+        metadata={"help": "MTEB task types, e.g. STS Retrieval (every public, non-superseded task of these types); "
+                  "all: every type (every public text-only task, well over a thousand: narrow it with languages)."},
+    )
+    benchmark: str | None = field(
+        default=None,
+        metadata={"help": "An MTEB benchmark name, e.g. 'MTEB(eng, v2)' (mteb.get_benchmarks() lists them): its tasks. "
+                  "Not with tasks or task_types."},
+    )
+    languages: list[str] | None = field(
+        default=None,
+        metadata={"help": "ISO 639-3 language codes (e.g. eng) that the task_types selection is narrowed to."},
     )
     local_tasks: list[str] | None = field(
         default=None,
@@ -424,7 +474,7 @@ def evaluate(args: MTEBArguments, tasks: list[AbsTask] | None = None) -> dict[st
     from mteb.cache import ResultCache
 
     if tasks is None:
-        tasks = resolve_tasks(args.tasks, args.task_types, args.local_tasks)
+        tasks = resolve_tasks(args.tasks, args.task_types, args.local_tasks, args.benchmark, args.languages)
     check_prompts(args.prompts, [spec.partition("=")[0] for spec in args.local_tasks or []])
     model = load_model(args)
     wrapper = _wrap(model, args.model_name or default_model_name(args.model), args.prompts)

@@ -237,7 +237,9 @@ class RunArgsRecorder(TrainerCallback):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _check_training_args(args: NeoBERTTrainingArguments, has_eval: bool | None = None) -> None:
+def _check_training_args(
+    args: NeoBERTTrainingArguments, has_eval: bool | None = None, eval_note: str | None = None
+) -> None:
     if args.max_steps is None or args.max_steps <= 0:
         raise ValueError(
             "Set max_steps (> 0): pretraining reads packed microbatches from a stream that has no length, so the run "
@@ -252,11 +254,23 @@ def _check_training_args(args: NeoBERTTrainingArguments, has_eval: bool | None =
     check_training_values(args)  # also in NeoBERTTrainingArguments.__post_init__; here for arguments changed since
     check_output_dir(args.output_dir)
     if has_eval is False and args.eval_strategy != "no":
-        raise ValueError(
-            f"eval_strategy={args.eval_strategy.value if hasattr(args.eval_strategy, 'value') else args.eval_strategy} "
-            "but no eval data was found: the source has no validation/eval/test/dev split. Set eval_split, "
-            "eval_fraction or eval_samples, or eval_strategy no."
+        # Eval data named explicitly (eval_split, eval_samples) always resolves or fails while loading; reaching here
+        # means it was looked for (a validation-style split) or asked of a stream (eval_fraction) and not found. Like
+        # the original trainer, evaluation is then skipped, unless best-model selection depends on it.
+        strategy = args.eval_strategy.value if hasattr(args.eval_strategy, "value") else args.eval_strategy
+        why = eval_note or "the source has no validation/eval/test/dev split"
+        if args.load_best_model_at_end:
+            raise ValueError(
+                f"load_best_model_at_end needs eval data, and none was found ({why}). Set eval_split or eval_samples."
+            )
+        logger.warning(
+            f"eval_strategy={strategy} but there is no eval data ({why}): evaluation is skipped (eval_strategy set to "
+            "no). Set eval_split or eval_samples to evaluate."
         )
+        from transformers.trainer_utils import IntervalStrategy
+
+        args.eval_strategy = IntervalStrategy.NO
+        args.do_eval = False
 
 
 def _check_attention(model_args: ModelArguments, args: NeoBERTTrainingArguments) -> None:
@@ -744,7 +758,8 @@ def prepare_pretraining(
         data, train_dataset, eval_dataset = load_pretraining_datasets(
             data_args, prepared.tokenizer, config, training_args
         )
-    _check_training_args(training_args, has_eval=eval_dataset is not None)
+    eval_note = data.description.partition("; eval: none (")[2].removesuffix(")") or None
+    _check_training_args(training_args, has_eval=eval_dataset is not None, eval_note=eval_note)
     with stream_read_errors(data_args.source(), data_args.streaming):
         check_fills_one_step(data.train, data_args, training_args)
     if resume is not None and not training_args.ignore_data_skip:
