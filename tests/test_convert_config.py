@@ -503,11 +503,32 @@ def test_wandb_keys():
     recipe = typed({"task": "pretraining", "wandb": wandb})
     assert recipe["report_to"] == "wandb" and recipe["run_name"] == "run" and recipe["wandb_project"] == "p"
     assert recipe["wandb_entity"] == "e" and recipe["wandb_tags"] == ["a", "b"] and recipe["wandb_mode"] == "offline"
-    # GLUE and contrastive have no recipe keys for them: the reason names the environment variable.
-    conversion = convert_config({"task": "glue", "wandb": wandb})
-    assert conversion.recipe["report_to"] == "wandb" and conversion.recipe["run_name"] == "run"
+    # GLUE and contrastive take the same wandb_* keys (WandbArguments).
+    for task in ("glue", "contrastive"):
+        recipe = typed({"task": task, "wandb": wandb})
+        assert recipe["report_to"] == "wandb" and recipe["run_name"] == "run" and recipe["wandb_project"] == "p"
+        assert recipe["wandb_tags"] == ["a", "b"] and recipe["wandb_mode"] == "offline"
+    # Keys with no recipe field: the reason names the environment variable.
+    conversion = convert_config({"task": "glue", "wandb": {**wandb, "resume": "allow"}})
     reasons = {row.old: row.reason for row in conversion.refused}
-    assert "WANDB_PROJECT=p" in reasons["wandb.project"] and "WANDB_TAGS=a,b" in reasons["wandb.tags"]
+    assert "WANDB_RESUME=allow" in reasons["wandb.resume"]
+
+
+def test_finetuning_knobs_convert():
+    # contrastive: avg pooling, supcon, hard_negative_weight copied (SimCSE's convention on both sides)
+    recipe = typed({"task": "contrastive", "contrastive": {"pooling": "avg", "loss_type": "supcon",
+                                                          "hard_negative_weight": 0.5}})  # fmt: skip
+    assert (recipe["pooling"], recipe["loss_type"], recipe["hard_negative_weight"]) == ("mean", "supcon", 0.5)
+    # MTEB: all and a benchmark name
+    assert typed({"task": "mteb", "mteb_task_type": "all"})["task_types"] == ["all"]
+    assert typed({"task": "mteb", "mteb_task_type": "MTEB(eng, v2)"})["benchmark"] == "MTEB(eng, v2)"
+    assert typed({"task": "mteb", "mteb_task_type": ["sts", "retrieval"]})["task_types"] == ["STS", "Retrieval"]
+    # GLUE: allow_random_weights, with the config of the random model
+    recipe = typed({"task": "glue", "glue": {"allow_random_weights": True, "pretrained_model_path": "cfg/config.json"}})
+    assert recipe["allow_random_weights"] is True and recipe["config_name"] == "cfg/config.json"
+    refused = {row.old: row.reason for row in convert_config(
+        {"task": "glue", "glue": {"pretrained_model_path": "cfg"}}).refused}  # fmt: skip
+    assert "only used with glue.allow_random_weights" in refused["glue.pretrained_model_path"]
 
 
 @pytest.mark.parametrize("subcommand", ["pretrain", "glue", "contrastive", "mteb"])

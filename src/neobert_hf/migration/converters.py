@@ -398,11 +398,24 @@ def _hard_negative_weight(value: Any, ctx: Context) -> dict[str, Any]:
 def _mteb_task_type(value: Any, ctx: Context) -> dict[str, Any]:
     names = value if isinstance(value, (list, tuple)) else [value]
     if any(str(name).strip().lower() == "all" for name in names):
-        raise NoEquivalent("'all' is not a task type here: name task_types (e.g. [STS, Retrieval]) or tasks")
+        if len(names) > 1:
+            raise MigrationError(f"mteb_task_type 'all' already selects every type, got {value!r}")
+        return {"task_types": ["all"]}
     known = {t.lower(): t for t in ("Classification", "Clustering", "PairClassification", "Reranking",
                                     "Retrieval", "STS", "Summarization", "BitextMining", "MultilabelClassification",
-                                    "InstructionRetrieval")}  # fmt: skip
+                                    "InstructionRetrieval", "Regression", "InstructionReranking")}  # fmt: skip
+    if len(names) == 1 and str(names[0]).strip().lower() not in known:
+        return {"benchmark": str(names[0]).strip()}  # e.g. "MTEB(eng, v2)"; mteb checks the name at run time
     return {"task_types": [known.get(str(name).strip().lower(), str(name)) for name in names]}
+
+
+def _random_init_config(value: Any, ctx: Context) -> dict[str, Any]:
+    if not _flag(ctx.get("glue.allow_random_weights", False)):
+        raise NoEquivalent(
+            "the model's config comes with its checkpoint (glue.pretrained_checkpoint_dir -> model_name_or_path); "
+            "it is only used with glue.allow_random_weights"
+        )
+    return {"config_name": str(value)}
 
 
 def _enabled_section(section: str, backend: str) -> Callable[[Any, Context], dict[str, Any]]:

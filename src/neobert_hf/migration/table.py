@@ -37,6 +37,7 @@ from .converters import (
     _polar_express,
     _pooling,
     _qk_clip,
+    _random_init_config,
     _quartet_recipe,
     _report_to,
     _run_name,
@@ -75,8 +76,9 @@ RULES: tuple[Rule, ...] = (
     R("pretrained_checkpoint", (), C, _contrastive_checkpoint,
       "`latest` is what a run folder given as model_name_or_path means; otherwise give the checkpoint folder."),
     R("pretrained_checkpoint", (), P + M, note="Give the checkpoint folder itself (model_name_or_path / model)."),
-    R("mteb_task_type", ("task_types",), M, _mteb_task_type, "Task type names in mteb's spelling (STS, Retrieval, "
-      "...); `all` has no equivalent: name the types or tasks."),
+    R("mteb_task_type", ("task_types", "benchmark"), M, _mteb_task_type, "Task type names in mteb's spelling (STS, "
+      "Retrieval, ...); `all` -> task_types [all] (every text task); any other name is taken as an MTEB benchmark "
+      "(e.g. `MTEB(eng, v2)`), checked when the run starts."),
     R("mteb_batch_size", ("batch_size",), M),
     R("mteb_pooling", ("pooling",), M),
     R("mteb_overwrite_results", ("overwrite_results",), M),
@@ -349,16 +351,11 @@ RULES: tuple[Rule, ...] = (
     # --- W&B ---
     R("wandb.enabled", ("report_to",), T, _report_to, "true -> report_to: wandb, false -> none."),
     R("wandb.name", ("run_name",), T, _run_name),
-    R("wandb.project", ("wandb_project",), P, _wandb_field("project")),
-    R("wandb.entity", ("wandb_entity",), P, _wandb_field("entity")),
-    R("wandb.tags", ("wandb_tags",), P, _wandb_field("tags")),
-    R("wandb.mode", ("wandb_mode",), P, _wandb_field("mode")),
-    R("wandb.dir", ("wandb_dir",), P, _wandb_field("dir")),
-    R("wandb.project", (), G + C, _wandb_env("project"), "No recipe key: export WANDB_PROJECT."),
-    R("wandb.entity", (), G + C, _wandb_env("entity"), "No recipe key: export WANDB_ENTITY."),
-    R("wandb.tags", (), G + C, _wandb_env("tags"), "No recipe key: export WANDB_TAGS (comma-separated)."),
-    R("wandb.mode", (), G + C, _wandb_env("mode"), "No recipe key: export WANDB_MODE."),
-    R("wandb.dir", (), G + C, _wandb_env("dir"), "No recipe key: export WANDB_DIR."),
+    R("wandb.project", ("wandb_project",), T, _wandb_field("project")),
+    R("wandb.entity", ("wandb_entity",), T, _wandb_field("entity")),
+    R("wandb.tags", ("wandb_tags",), T, _wandb_field("tags")),
+    R("wandb.mode", ("wandb_mode",), T, _wandb_field("mode")),
+    R("wandb.dir", ("wandb_dir",), T, _wandb_field("dir")),
     R("wandb.resume", (), T, _wandb_env("resume"), "No recipe key: export WANDB_RESUME."),
     R("wandb.watch", (), T, _wandb_env("watch"), "No recipe key: export WANDB_WATCH."),
     R("wandb.log_interval", alias_of="trainer.logging_steps"),
@@ -366,11 +363,14 @@ RULES: tuple[Rule, ...] = (
     R("glue.task_name", ("task_name",), G),
     R("glue.num_labels", ("num_labels",), G),
     R("glue.max_seq_length", ("max_seq_length",), G),
-    R("glue.pretrained_model_path", (), G, note="The model's config comes with its checkpoint: give the checkpoint "
-      "or run folder as model_name_or_path (glue.pretrained_checkpoint_dir)."),
+    R("glue.pretrained_model_path", ("config_name",), G, _random_init_config, "With glue.allow_random_weights: the "
+      "config of the randomly initialised model (config_name). Otherwise the model's config comes with its "
+      "checkpoint: give the checkpoint or run folder as model_name_or_path (glue.pretrained_checkpoint_dir)."),
     R("glue.pretrained_checkpoint_dir", ("model_name_or_path",), G, note="A run folder; `checkpoint` picks the step."),
     R("glue.pretrained_checkpoint", ("checkpoint",), G, _checkpoint_selector),
-    R("glue.allow_random_weights", note="Not available: fine-tuning starts from a pretrained checkpoint."),
+    R("glue.allow_random_weights", ("allow_random_weights",), G, note="Fine-tune a randomly initialised model on "
+      "purpose, shaped by config_name (glue.pretrained_model_path) or the model folder's config.json; needs a tokenizer "
+      "(tokenizer.name)."),
     R("glue.classifier_dropout", ("classifier_dropout",), G),
     R("glue.classifier_init_range", ("classifier_init_range",), G),
     R("glue.transfer_from_task", ("transfer_head",), G),
