@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -240,10 +241,10 @@ class RunArgsRecorder(TrainerCallback):
 def _check_training_args(
     args: NeoBERTTrainingArguments, has_eval: bool | None = None, eval_note: str | None = None
 ) -> None:
-    if args.max_steps is None or args.max_steps <= 0:
+    if (args.max_steps is None or args.max_steps <= 0) and not args.num_train_epochs > 0:
         raise ValueError(
-            "Set max_steps (> 0): pretraining reads packed microbatches from a stream that has no length, so the run "
-            "is measured in optimizer steps, not epochs."
+            "Set max_steps (> 0), or num_train_epochs (> 0) for map-style data: the run is measured in optimizer "
+            "steps, and epochs are turned into steps by counting the packed microbatches of a pass."
         )
     if args.dataloader_num_workers:
         raise ValueError(
@@ -485,6 +486,35 @@ def _count_until(dataset: Any, max_seq_length: int, tokens_needed: int, chunks_n
         if tokens >= tokens_needed and chunks >= chunks_needed:
             return tokens, chunks, start + block >= len(dataset)
     return tokens, chunks, True
+
+
+def steps_for_epochs(train_dataset: Any, args: NeoBERTTrainingArguments) -> int:
+    """The optimizer steps of `num_train_epochs` passes over map-style data: each epoch's packed microbatches are
+    counted (its own chunk order, lengths only), summed over the whole epochs and the fraction of the last one, and
+    divided by the microbatches of one step (rounded up: the last partial step is trained).
+
+    Raises:
+        `ValueError`: a stream (no length), or data that makes no step.
+    """
+    if train_dataset.source_kind != "map":
+        raise ValueError(
+            "num_train_epochs without max_steps needs map-style data: a stream has no length until it has been read. "
+            "Set max_steps, or load the data without streaming (streaming false)."
+        )
+    epochs = args.num_train_epochs
+    whole, fraction = int(epochs), epochs - int(epochs)
+    microbatches = sum(train_dataset.batches_in_epoch(epoch) for epoch in range(whole))
+    if fraction > 0:
+        microbatches += fraction * train_dataset.batches_in_epoch(whole)
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    steps = math.ceil(microbatches / per_step)
+    if steps < 1:
+        raise ValueError(f"num_train_epochs={epochs} makes no optimizer step; set max_steps.")
+    logger.info(
+        f"num_train_epochs {epochs}: {microbatches:,.0f} microbatches, {per_step} per optimizer step -> "
+        f"max_steps {steps}"
+    )
+    return steps
 
 
 def _stream_counts(train: Any, max_seq_length: int, tokens_needed: int, chunks_needed: int) -> tuple[int, int]:
@@ -760,6 +790,8 @@ def prepare_pretraining(
         )
     eval_note = data.description.partition("; eval: none (")[2].removesuffix(")") or None
     _check_training_args(training_args, has_eval=eval_dataset is not None, eval_note=eval_note)
+    if training_args.max_steps is None or training_args.max_steps <= 0:
+        training_args.max_steps = steps_for_epochs(train_dataset, training_args)
     with stream_read_errors(data_args.source(), data_args.streaming):
         check_fills_one_step(data.train, data_args, training_args)
     if resume is not None and not training_args.ignore_data_skip:
