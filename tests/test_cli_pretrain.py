@@ -160,8 +160,13 @@ def test_cuda_only_attention_on_cpu(tmp_path, capsys):
     _fails_cleanly(capsys, tmp_path / "out", "--attn_implementation", "torch_varlen", message="needs a CUDA GPU")
 
 
-def test_max_steps_is_required(tmp_path, capsys):
-    _fails_cleanly(capsys, tmp_path / "out", "--max_steps", "-1", message="Set max_steps")
+def test_max_steps_or_epochs_is_required(tmp_path, capsys):
+    _fails_cleanly(capsys, tmp_path / "out", "--max_steps", "-1", "--num_train_epochs", "0", message="num_train_epochs")
+    # a stream has no length: epochs cannot be turned into steps before it is read
+    _fails_cleanly(
+        capsys, tmp_path / "out", "--max_steps", "-1", "--streaming", "true",
+        message="num_train_epochs without max_steps needs map-style data",
+    )  # fmt: skip
 
 
 def test_dataloader_workers_are_refused(tmp_path, capsys):

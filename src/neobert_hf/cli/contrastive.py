@@ -59,7 +59,7 @@ def _setup_logging() -> None:
         handler._neobert_cli = True  # type: ignore[attr-defined]
         package_logger.addHandler(handler)
     package_logger.setLevel(logging.INFO)
-    package_logger.propagate = False
+    # Records still propagate: a process that runs the command in-process (tests, notebooks) keeps its own logging.
 
 
 def run(args: argparse.Namespace) -> int:

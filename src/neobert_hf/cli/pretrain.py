@@ -74,7 +74,7 @@ def setup_logging() -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         run_logger.addHandler(handler)
     run_logger.setLevel(logging.INFO)
-    run_logger.propagate = False
+    # Records still propagate: a process that runs the command in-process (tests, notebooks) keeps its own logging.
 
 
 def run(args: argparse.Namespace) -> int:
