@@ -1,4 +1,6 @@
-"""Shared fixtures: tiny NeoBERT configs and packed/padded batches built in memory. Everything runs offline."""
+"""Shared fixtures (tiny NeoBERT configs, the `shared` CLI inputs) and the run's defaults: everything offline, one
+intra-op thread, and tests marked `slow` or `gpu` left out unless `-m` names them, so that `-m "not integration"` is the
+quick loop and the plain run is what CI runs. Helper functions live in `tests/helpers/`."""
 
 import os
 
@@ -16,24 +18,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from neobert_hf import NeoBERTConfig  # noqa: E402
+from helpers.modeling import make_sequences, pack, pad, random_lengths, tiny_config  # noqa: E402, F401
 
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-
-
-def tiny_config(**overrides) -> NeoBERTConfig:
-    """A 2-layer, 64-wide NeoBERT (4 heads of 16) with a 128-token vocabulary."""
-    values = dict(
-        vocab_size=128,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=192,
-        max_position_embeddings=512,
-        pad_token_id=0,
-    )
-    values.update(overrides)
-    return NeoBERTConfig(**values)
 
 
 @pytest.fixture
@@ -51,36 +39,34 @@ def fresh_flex_compile():
     torch._dynamo.reset()
 
 
-def random_lengths(n: int, low: int = 1, high: int = 40, seed: int = 0) -> list[int]:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(low, high + 1, (n,), generator=g).tolist()
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """Inputs shared by the cases, outside the folder each case watches."""
+    from helpers.cli import ROOT, contrastive_checkpoint, corpus_lines
+    from helpers.glue import make_tokenizer, save_pretrained_model, task_files
 
-
-def make_sequences(lengths: list[int], vocab_size: int = 128, seed: int = 0) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randint(5, vocab_size, (length,), generator=g) for length in lengths]
-
-
-def pack(sequences: list[torch.Tensor]) -> dict:
-    """The `DataCollatorWithFlattening` format: `[1, T]` ids, restarting positions, cu_seq_lens and max lengths."""
-    lengths = torch.tensor([len(s) for s in sequences])
-    cu = torch.nn.functional.pad(torch.cumsum(lengths, 0), (1, 0)).to(torch.int32)
+    root = tmp_path_factory.mktemp("shared")
+    (root / "corpus.jsonl").write_text(corpus_lines())
+    tokenizer = make_tokenizer(root / "glue_tok")
     return {
-        "input_ids": torch.cat(sequences)[None],
-        "position_ids": torch.cat([torch.arange(len(s)) for s in sequences])[None],
-        "cu_seq_lens_q": cu,
-        "cu_seq_lens_k": cu,
-        "max_length_q": int(lengths.max()),
-        "max_length_k": int(lengths.max()),
+        "root": root,
+        "corpus": str(root / "corpus.jsonl"),
+        "glue_model": str(save_pretrained_model(root / "glue_model", tokenizer)),
+        "glue_files": task_files(root / "glue", "sst2", n_train=16, n_eval=8),
+        "st_model": contrastive_checkpoint(root / "st_model"),
+        "st_train": str(ROOT / "tests" / "assets" / "contrastive" / "train.jsonl"),
     }
 
 
-def pad(sequences: list[torch.Tensor], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded `(B, S)` ids and a 0/1 attention mask."""
-    longest = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(sequences), longest, dtype=torch.long)
-    for i, s in enumerate(sequences):
-        ids[i, : len(s)] = s
-        mask[i, : len(s)] = 1
-    return ids, mask
+def pytest_collection_modifyitems(config, items):
+    """Leave out tests marked `slow` or `gpu` unless the `-m` expression names that marker."""
+    expression = config.getoption("markexpr") or ""
+    skipped = [m for m in ("slow", "gpu") if m not in expression]
+    if not skipped:
+        return
+    kept, left_out = [], []
+    for item in items:
+        (left_out if any(item.get_closest_marker(m) for m in skipped) else kept).append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from test_export_fixtures import CLEAN_FILES, RESUME_FILES, list_files, write_checkpoint
+from helpers.export import CLEAN_FILES, RESUME_FILES, list_files, write_checkpoint
 from transformers import AutoTokenizer
 from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
@@ -50,6 +50,7 @@ def nothing_written(output) -> bool:
     return not os.path.exists(output) and not leftovers
 
 
+@pytest.mark.integration
 def test_export_writes_exactly_the_clean_files(checkpoint, tmp_path):
     assert RESUME_FILES <= set(os.listdir(checkpoint))  # what must be left behind
     out = tmp_path / "export"
@@ -68,7 +69,7 @@ def test_exported_remote_code_equals_the_in_package_model(checkpoint, tmp_path):
     out = tmp_path / "export"
     export_model(checkpoint, out)
     # The class defined by the exported modeling_neobert.py (importing neobert_hf registers the in-package class
-    # with AutoModelForMaskedLM, which would otherwise win); tests/test_modeling_export.py checks the same without
+    # with AutoModelForMaskedLM, which would otherwise win); tests/modeling/test_remote_code.py checks the same without
     # neobert_hf importable at all.
     remote_class = get_class_from_dynamic_module(FULL_AUTO_MAP["AutoModelForMaskedLM"], str(out))
     assert remote_class.__module__.startswith("transformers_modules"), "the exported remote code was not used"
@@ -180,8 +181,8 @@ def test_weights_that_do_not_load_strictly_are_an_error(checkpoint, tmp_path, ed
 
 def test_bad_options_are_errors_that_write_nothing(checkpoint, tmp_path):
     out = tmp_path / "out"
-    with pytest.raises(ExportError, match="Unknown pooling 'avg'.*mean, cls, max"):
-        export_model(checkpoint, out, sentence_transformers=True, pooling="avg")
+    with pytest.raises(ExportError, match="Unknown pooling 'median'.*mean, cls, max"):
+        export_model(checkpoint, out, sentence_transformers=True, pooling="median")
     with pytest.raises(ExportError, match="Unknown task"):
         export_model(checkpoint, out, task="fill-mask")
     with pytest.raises(ExportError, match="Unknown dtype"):
@@ -217,6 +218,6 @@ def test_export_cli_end_to_end(checkpoint, tmp_path, capsys):
     assert "# neobert-tiny" in card and "language: en" in card
     assert main(["export", checkpoint, out]) == 2
     assert "not empty" in capsys.readouterr().err
-    assert main(["export", checkpoint, str(tmp_path / "st"), "--sentence-transformers", "--pooling", "avg"]) == 2
+    assert main(["export", checkpoint, str(tmp_path / "st"), "--sentence-transformers", "--pooling", "median"]) == 2
     assert "Unknown pooling" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "st")

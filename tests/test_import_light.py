@@ -63,6 +63,7 @@ def probe() -> dict:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.integration
 def test_import_neobert_hf_imports_no_optional_package(probe):
     assert probe["added_by_neobert_hf"] == [], f"import neobert_hf imported {probe['added_by_neobert_hf']}"
 
@@ -113,6 +114,7 @@ def test_command_help_imports_neither_torch_nor_transformers(tmp_path):
     assert loaded == []
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["env", "export", "push", "pppl", "glue-summary"])
 def test_subcommand_help_imports_neither_torch_nor_transformers(tmp_path, name):
     loaded, output = _run_as_command(tmp_path, name, "--help")
@@ -120,6 +122,7 @@ def test_subcommand_help_imports_neither_torch_nor_transformers(tmp_path, name):
     assert loaded == []
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", _RECIPE_COMMANDS)
 def test_recipe_help_is_served_without_torch_once_built(tmp_path, name):
     # The first --help builds the parser over transformers' TrainingArguments (heavy); the second prints the
@@ -194,6 +197,7 @@ def test_import_notices_are_held_back_and_nothing_else():
     assert f"torch.utils._pytree: {notice % TorchaoEnum}" in held
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(
     __import__("importlib").util.find_spec("torchao") is None, reason="the notices come from torchao's import"
 )

@@ -10,7 +10,7 @@ import types
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_config
+from helpers.modeling import tiny_config
 
 from neobert_hf import NeoBERTForMaskedLM
 from neobert_hf import kernels as kernels_module
@@ -93,7 +93,7 @@ def test_torch_backend_leaves_the_model_untouched():
 
 
 def test_callback_on_cpu_resolves_auto_to_torch(tmp_path):
-    from test_training_fixtures import make_args, make_trainer
+    from helpers.training import make_args, make_trainer
 
     callback = PrecisionCallback(PrecisionArguments(), make_args(tmp_path))
     trainer = make_trainer(make_args(tmp_path), callbacks=[callback])
@@ -237,7 +237,7 @@ def test_liger_refuses_a_converted_decoder(fake_liger):
     ],
 )
 def test_auto_keeps_torch_kernels_when_the_run_needs_logits(fake_liger, monkeypatch, run_log, tmp_path, overrides, reason):
-    from test_training_fixtures import make_args, make_trainer
+    from helpers.training import make_args, make_trainer
 
     monkeypatch.setattr(kernels_module, "is_available", lambda name: name == "liger_kernel")
     callback = PrecisionCallback(PrecisionArguments())

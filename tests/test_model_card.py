@@ -6,7 +6,7 @@ import os
 
 import pytest
 from huggingface_hub import ModelCard
-from test_export_fixtures import DATASET, write_checkpoint
+from helpers.export import DATASET, write_checkpoint
 
 from neobert_hf import NeoBERTForMaskedLM
 from neobert_hf.model_card import ModelCardFacts, collect_facts, render_model_card, template_path
@@ -30,6 +30,7 @@ def test_template_is_package_data():
         template_path("missing.md")
 
 
+@pytest.mark.integration
 def test_card_states_the_facts_of_the_checkpoint(checkpoint):
     with open(os.path.join(checkpoint, "trainer_state.json")) as f:
         state = json.load(f)

@@ -127,6 +127,7 @@ def _without(argv: list[str], *flags: str) -> list[str]:
     return out
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("recipe", TINY_PRETRAIN, ids=lambda p: p.name)
 def test_tiny_recipe_trains(recipe, tmp_path, capsys):
     values = yaml.safe_load(recipe.read_text())

@@ -5,8 +5,8 @@ hold no local absolute path. Offline: the Hub is replaced by `HubRecorder`."""
 import os
 
 import pytest
-from test_cli_pretrain import CORPUS, pretrain
-from test_export_fixtures import HubRecorder, list_files
+from helpers.cli import CORPUS, pretrain
+from helpers.export import HubRecorder, list_files
 
 from neobert_hf.cli.main import main
 from neobert_hf.model_card import display_path
@@ -32,6 +32,7 @@ def hub(monkeypatch) -> HubRecorder:
     return HubRecorder(monkeypatch)
 
 
+@pytest.mark.integration
 def test_no_token_in_any_written_file(tmp_path, monkeypatch, hub, capsys):
     monkeypatch.setenv("HF_TOKEN", ENV_TOKEN)
     out = tmp_path / "run"
@@ -69,8 +70,8 @@ def test_no_token_in_any_written_file(tmp_path, monkeypatch, hub, capsys):
 
 
 def test_the_trainer_keeps_its_token_for_pushing(tmp_path, hub):
-    from test_export_fixtures import tiny_tokenizer
-    from test_training_fixtures import make_args, make_trainer
+    from helpers.export import tiny_tokenizer
+    from helpers.training import make_args, make_trainer
 
     args = make_args(tmp_path, max_steps=2, save_strategy="steps", save_steps=2, hub_token=ARG_TOKEN)
     trainer = make_trainer(args, processing_class=tiny_tokenizer())

@@ -16,7 +16,7 @@ import torch
 from transformers.models.auto import modeling_auto
 from transformers.testing_utils import CaptureLogger
 from transformers.utils import logging
-from upstream_tests import import_upstream
+from helpers.upstream_tests import import_upstream
 
 from neobert_hf import (
     NeoBERTConfig,

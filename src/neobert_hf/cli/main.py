@@ -22,7 +22,7 @@ __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
 
 # name -> (module exposing `add_parser(subparsers)` and `run(args)`, one-line help shown by `neobert-hf --help`).
-# The module's `add_parser` uses the same help text; tests/test_cli.py checks that they agree.
+# The module's `add_parser` uses the same help text; tests/cli/test_main.py checks that they agree.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "env": ("neobert_hf.cli.env", "Print versions, hardware and which optional backends are usable."),
     "pretrain": ("neobert_hf.cli.pretrain", "Pretrain NeoBERT with masked language modelling from a YAML recipe."),

@@ -237,7 +237,7 @@ def masked_lm_loss(
         the chunked loss counted the correct predictions.
     """
     # No tensor op ahead of the chunked branch: under torch.compile the eager chunked call then splits this function
-    # into no more graphs than the model's own forward has (see tests/test_compile.py).
+    # into no more graphs than the model's own forward has (see tests/modeling/test_compile.py).
     logits = correct = None
     if loss.backend == "liger":
         labels = labels.reshape(-1).to(hidden.device)
