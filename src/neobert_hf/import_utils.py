@@ -23,6 +23,7 @@ from typing import Literal
 
 
 __all__ = [
+    "HardwareError",
     "OPTIONAL_FEATURES",
     "SOURCE_FEATURES",
     "Feature",
@@ -52,6 +53,11 @@ Feature = Literal[
     "quartet2",
     "qutlass",
 ]
+
+
+class HardwareError(ValueError, RuntimeError):
+    """The device of this run cannot run the requested recipe (a configuration error: `neobert-hf pretrain` reports it
+    before anything is written)."""
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .import_utils import is_available, package_version, require
+from .import_utils import HardwareError, is_available, package_version, require
 
 
 __all__ = [
@@ -59,8 +59,6 @@ def resolve_kernel_backend(
     if requested == "liger":
         require("liger_kernel", "kernel_backend=liger")
         if device.type != "cuda":
-            from .converters.base import HardwareError
-
             raise HardwareError(
                 f"kernel_backend=liger runs Liger's Triton kernels on CUDA GPUs, but this run is on {device.type}. Use "
                 "kernel_backend torch (exact, PyTorch) or auto."

@@ -572,10 +572,8 @@ def _package_version() -> str:
         from importlib.metadata import version
 
         return version("neobert-hf")
-    except Exception:  # noqa: BLE001 - the version is decoration only
-        from neobert_hf import __version__
-
-        return __version__
+    except Exception:  # noqa: BLE001 - the version is decoration only (a source tree that is not installed)
+        return "unknown"
 
 
 def render_model_card(

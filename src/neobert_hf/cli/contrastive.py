@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         if setup.evaluators or setup.eval_dataset is not None:
             metrics = trainer.evaluate()
     if trainer.is_world_process_zero():
-        from ..training.checkpointing import latest_checkpoint
+        from ..checkpoints import latest_checkpoint
 
         final = latest_checkpoint(training_args.output_dir)
         if metrics:

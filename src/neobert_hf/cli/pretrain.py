@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     with training_phase(NonFiniteLossError, NonFiniteGradientError):
         trainer = setup.train()  # a start that fails leaves no new output folder and run_args.json unchanged
     if training_args.should_log:
-        from ..training.checkpointing import latest_checkpoint
+        from ..checkpoints import latest_checkpoint
 
         final = latest_checkpoint(training_args.output_dir)
         if final is not None:

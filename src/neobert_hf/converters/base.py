@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..import_utils import HardwareError
 from .arguments import PrecisionArguments
 
 
@@ -239,11 +240,6 @@ def build_converter(precision: PrecisionArguments, device: torch.device | str = 
 # ---------------------------------------------------------------------------------------------------------------------
 # Hardware
 # ---------------------------------------------------------------------------------------------------------------------
-
-
-class HardwareError(ValueError, RuntimeError):
-    """The device of this run cannot run the requested recipe (a configuration error: `neobert-hf pretrain` reports it
-    before anything is written)."""
 
 
 def resolve_device(training_args) -> torch.device:

@@ -40,6 +40,7 @@ from typing import Any, Literal
 import datasets
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
+from .formats import _COMPRESSION_EXTENSIONS, FILE_FORMATS, builder_for_path, file_extension
 from .read_errors import cause_text, read_error
 
 __all__ = [
@@ -61,20 +62,6 @@ TEXT_COLUMN_NAMES: tuple[str, ...] = ("text", "content", "document", "sentence",
 EVAL_SPLIT_NAMES: tuple[str, ...] = ("validation", "eval", "test", "dev")
 """Split names tried, in order, when no eval split is given."""
 
-FILE_FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
-    ".json": ("json", {}),
-    ".jsonl": ("json", {}),
-    ".ndjson": ("json", {}),
-    ".parquet": ("parquet", {}),
-    ".txt": ("text", {}),
-    ".text": ("text", {}),
-    ".csv": ("csv", {}),
-    ".tsv": ("csv", {"sep": "\t"}),
-    ".arrow": ("arrow", {}),
-}
-"""Local file extension -> (`datasets` builder, its keyword arguments): the package's one format table, used for
-pretraining, GLUE and contrastive data alike."""
-_COMPRESSION_EXTENSIONS = (".gz", ".bz2", ".xz", ".zst", ".lz4")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _SPLIT_SPEC = re.compile(r"^(?P<name>[\w.\-]+)(?:\[(?P<start>[^:\]]*):(?P<stop>[^:\]]*)\])?$")
 
@@ -117,16 +104,6 @@ class PretrainingData:
 # ----------------------------------------------------------------------------------------------------------------
 # Sources
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def file_extension(path: str) -> str:
-    """The format extension of a data file, without a compression suffix (`"a.jsonl.gz"` -> `".jsonl"`)."""
-    name = Path(path).name.lower()
-    for compression in _COMPRESSION_EXTENSIONS:
-        if name.endswith(compression):
-            name = name[: -len(compression)]
-            break
-    return Path(name).suffix
 
 
 def _builder_for(path: str) -> tuple[str, dict[str, Any]]:
@@ -197,14 +174,6 @@ def _to_dict(loaded: Any, streaming: bool) -> DatasetDict | IterableDatasetDict:
     if streaming and isinstance(loaded, DatasetDict):
         loaded = IterableDatasetDict({name: split.to_iterable_dataset() for name, split in loaded.items()})
     return loaded
-
-
-def builder_for_path(path: str) -> str | None:
-    """The `datasets` builder that reads `path` (`json`, `csv`, `text`, ...), or `None` for another extension."""
-    try:
-        return _builder_for(path)[0]
-    except ValueError:
-        return None
 
 
 def _data_files_in(folder: str) -> list[str]:

@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .formats import builder_for_path
+
 
 __all__ = ["cause_text", "find_bad_line", "read_error"]
 
 
 def _builder_for(path: str) -> str | None:
-    from .loading import builder_for_path  # loading imports this module
-
     return builder_for_path(path)
 
 

@@ -848,7 +848,7 @@ def prepare_glue(args: GlueArguments) -> GlueSetup:
     """Checks the run and builds tokenizer, model and tokenized datasets. Writes nothing.
 
     Raises:
-        `ValueError` (incl. [`GlueDataError`] and [`~neobert_hf.integrations.checkpoints.CheckpointLoadError`]):
+        `ValueError` (incl. [`GlueDataError`] and [`~neobert_hf.checkpoints.CheckpointLoadError`]):
             bad input, with a message that says what to change.
     """
     from .. import NeoBERTForSequenceClassification

@@ -2,7 +2,7 @@
 
 The model is sentence-transformers' own modules: `Transformer` (holding a [`NeoBERTModel`]), `Pooling` with one of
 `mean` | `cls` | `max`, and an optional `Normalize`. The encoder weights are loaded strictly
-([`~neobert_hf.integrations.checkpoints.load_pretrained_strict`]): a checkpoint whose encoder keys do not match (a
+([`~neobert_hf.checkpoints.load_pretrained_strict`]): a checkpoint whose encoder keys do not match (a
 prefixed state dict, a different architecture) is an error that names the keys, never a model that silently starts
 from random weights. A checkpoint with a head (`NeoBERTForMaskedLM`, a classifier) gives its encoder; the head
 weights are dropped.
@@ -90,7 +90,7 @@ def load_encoder(
         [`NeoBERTModel`]: the encoder; `encoder.loaded_from` is the folder (or Hub id) it was read from.
 
     Raises:
-        [`~neobert_hf.integrations.checkpoints.CheckpointLoadError`]: the source does not exist, or an encoder key
+        [`~neobert_hf.checkpoints.CheckpointLoadError`]: the source does not exist, or an encoder key
             is missing, unexpected or has another shape (the message names them).
     """
     from ..modeling import NeoBERTModel
@@ -169,7 +169,7 @@ def build_sentence_transformer(
 
     Raises:
         `ValueError`: an unknown pooling mode, a bad `max_seq_length`, a checkpoint without a tokenizer.
-        [`~neobert_hf.integrations.checkpoints.CheckpointLoadError`]: a checkpoint whose encoder keys do not match.
+        [`~neobert_hf.checkpoints.CheckpointLoadError`]: a checkpoint whose encoder keys do not match.
 
     Example:
 

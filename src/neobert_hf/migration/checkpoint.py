@@ -111,6 +111,28 @@ def _read_yaml(path: str) -> dict[str, Any]:
     return data
 
 
+def _typed(name: str, value: Any) -> Any:
+    """`value` of the config field `name` with the field's type: the original trainer's YAML gives numbers such as
+    `1e-5` as strings."""
+    from ..modeling import NeoBERTConfig
+
+    kind = type(getattr(NeoBERTConfig, name, None))
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                if value.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.strip().lower() in ("true", "1", "yes")
+            return bool(value)
+        if kind is int:
+            return int(float(value)) if isinstance(value, str) else int(value)
+        if kind is float:
+            return float(value)
+    except (TypeError, ValueError):
+        raise MigrationError(f"model.{name}: {value!r} is not a valid {kind.__name__}.") from None
+    return value
+
+
 def original_config(folder: str | os.PathLike, vocab_size: int | None = None):
     """The [`NeoBERTConfig`] of an original checkpoint, from the `model:` section of its `config.yaml` (read through
     the same key table as `neobert-hf convert-config`; numbers saved as strings are typed; the saved `norm_eps` is
@@ -120,7 +142,7 @@ def original_config(folder: str | os.PathLike, vocab_size: int | None = None):
         [`MigrationError`]: no `model:` section, an nGPT or otherwise unsupported model.
     """
     from ..modeling import NeoBERTConfig
-    from .convert import coerce_to_fields, convert_config
+    from .convert import convert_config
 
     folder = os.fspath(folder)
     model = dict(_read_yaml(os.path.join(folder, "config.yaml"))["model"])
@@ -128,9 +150,8 @@ def original_config(folder: str | os.PathLike, vocab_size: int | None = None):
         raise MigrationError(f"{folder} is an nGPT model (model.ngpt: true), which neobert-hf does not implement.")
     if isinstance(model.get("hidden_act"), str):
         model["hidden_act"] = model["hidden_act"].lower()  # the model class lower-cases it too
-    conversion = convert_config({"task": "pretraining", "model": model})
-    recipe = coerce_to_fields(conversion.recipe, "pretrain")
-    values = {name: recipe[name] for name in _CONFIG_FIELDS if recipe.get(name) is not None}
+    recipe = convert_config({"task": "pretraining", "model": model}).recipe
+    values = {name: _typed(name, recipe[name]) for name in _CONFIG_FIELDS if recipe.get(name) is not None}
     saved_vocab = model.get("vocab_size")
     values["vocab_size"] = int(vocab_size if vocab_size is not None else saved_vocab)
     pad = model.get("pad_token_id")

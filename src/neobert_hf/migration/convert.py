@@ -177,9 +177,8 @@ def subcommand_parser(subcommand: str):
     """The `NeoBERTArgumentParser` of a subcommand, built by its CLI module (imports transformers)."""
     import importlib
 
-    from ..cli.main import SUBCOMMANDS as CLI
-
-    return importlib.import_module(CLI[subcommand][0]).build_argument_parser()
+    # By module name: the CLI's entry point (`neobert_hf.cli.main`) imports this package for `convert-config`.
+    return importlib.import_module(f"neobert_hf.cli.{subcommand}").build_argument_parser()
 
 
 def subcommand_fields(subcommand: str) -> set[str]:

@@ -11,7 +11,6 @@ from .arguments import NeoBERTTrainingArguments
 from .callbacks import (
     CompactPrinterCallback,
     CompactProgressCallback,
-    FinalCheckpointCallback,
     QKClipCallback,
     ThroughputMonitor,
 )
@@ -25,7 +24,6 @@ __all__ = [
     "CheckpointError",
     "CompactPrinterCallback",
     "CompactProgressCallback",
-    "FinalCheckpointCallback",
     "MuonClip",
     "NeoBERTTrainer",
     "NeoBERTTrainingArguments",

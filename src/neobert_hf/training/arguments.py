@@ -109,7 +109,7 @@ class NeoBERTTrainingArguments(WandbArguments, TrainingArguments):
     - the optimizer family (`optimizer`: `adamw` uses `optim`, `muonclip` is Muon + AdamW + QK-clip);
     - `final_lr_ratio`: warmup then cosine or linear decay to `learning_rate * final_lr_ratio`, mapped onto
       transformers' `cosine_with_min_lr` / `polynomial` (power 1) schedulers;
-    - the checkpoint tree (`<output_dir>/checkpoints/<step>/`, see [`~neobert_hf.training.checkpointing`]);
+    - the checkpoint tree (`<output_dir>/checkpoints/<step>/`, see [`~neobert_hf.checkpoints`]);
     - throughput and step-time logging (`log_timing`, `log_train_accuracy`);
     - distributed defaults: `ddp_find_unused_parameters` is `False` unless set (every parameter gets a gradient
       in MLM pretraining, so DDP's extra search of the autograd graph on every step is wasted), and FSDP must be

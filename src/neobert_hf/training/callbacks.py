@@ -7,7 +7,6 @@
   device counters once per logging step: no extra synchronisation in between (CUDA times come from events).
 - [`CompactProgressCallback`] / [`CompactPrinterCallback`]: one readable line per logging step instead of a dict,
   installed when no tracker is on (`report_to none`).
-- [`FinalCheckpointCallback`]: asks for a save at the last step, so `checkpoints/<last step>/` always exists.
 - [`QKClipCallback`]: applies [`~neobert_hf.training.optim.QKClip`] right after the optimizer step.
 """
 
@@ -298,17 +297,8 @@ class CompactPrinterCallback(PrinterCallback):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Checkpoints and QK-clip
+# QK-clip
 # ---------------------------------------------------------------------------------------------------------------------
-
-
-class FinalCheckpointCallback(TrainerCallback):
-    """Requests a save at the last optimizer step (the trainer also saves after an early stop)."""
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if getattr(args, "save_final_checkpoint", True) and state.max_steps and state.global_step >= state.max_steps:
-            control.should_save = True
-        return control
 
 
 class QKClipCallback(TrainerCallback):
@@ -406,7 +396,6 @@ __all__ = [
     "weight_norms",
     "CompactPrinterCallback",
     "CompactProgressCallback",
-    "FinalCheckpointCallback",
     "QKClipCallback",
     "ThroughputMonitor",
     "format_log_line",
