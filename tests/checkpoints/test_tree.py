@@ -184,6 +184,8 @@ def test_leftovers_of_interrupted_runs_are_cleaned_or_reported_on_the_next_start
     (root / ".tmp-5-0123abcd" / "model.safetensors").write_bytes(b"partial")
     shutil.copytree(root / "2", root / "3")  # damaged but holding weights: reported, kept, never resumed
     os.remove(root / "3" / "optimizer.pt")
+    (copy / ".hub-export-3-abc123").mkdir()  # the staged export of a push the killed run never finished
+    (copy / ".hub-export-3-abc123" / "model.safetensors").write_bytes(b"staged")
     assert resolve_checkpoint("latest", copy) == str(root / "4")
 
     trainer = trainer_for(copy)
@@ -191,6 +193,7 @@ def test_leftovers_of_interrupted_runs_are_cleaned_or_reported_on_the_next_start
         trainer.train(resume_from_checkpoint="latest")
     assert trainer.state.global_step == 6
     assert sorted(os.listdir(root)) == ["2", "3", "4", "6"]
+    assert not (copy / ".hub-export-3-abc123").exists()
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "Deleted what interrupted runs left" in messages and ".tmp-5-0123abcd" in messages
     assert "checkpoints/3 is incomplete or damaged (it has no optimizer.pt" in messages

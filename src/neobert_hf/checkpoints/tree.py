@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINTS_DIR = "checkpoints"
 TMP_PREFIX = ".tmp-"
+HUB_STAGING_PREFIX = ".hub-export-"  # exports staged for a Hub upload (`training.hub`)
 TRAINER_STATE_NAME = "trainer_state.json"
 DATA_STATE_JSON = "data_state.json"
 DATA_STATE_PT = "data_state.pt"
@@ -678,13 +679,20 @@ def clean_leftovers(output_dir: str | os.PathLike) -> list[str]:
     output folder's lock, so no other run is writing there): temporary folders (`.tmp-*`: interrupted saves and
     deletions), step folders that hold neither weights, trainer state nor manifest (an interrupted deletion by
     earlier versions, often `config.json` alone) and `<output_dir>/checkpoint-<step>/` folders of a save interrupted
-    before it reached the tree are deleted; other incomplete or damaged step folders are reported (they may hold
+    before it reached the tree, and `<output_dir>/.hub-export-*` staging folders of a push that never finished, are
+    deleted; other incomplete or damaged step folders are reported (they may hold
     something worth keeping) and never resumed from. Returns the deleted paths."""
     root = checkpoints_root(output_dir)
     deleted = []
     for path in _interrupted_stock_saves(os.fspath(output_dir)):
         shutil.rmtree(path, ignore_errors=True)
         deleted.append(path)
+    if os.path.isdir(output_dir):  # Hub staging folders of a push that a killed run never finished
+        for name in sorted(os.listdir(output_dir)):
+            path = os.path.join(output_dir, name)
+            if name.startswith(HUB_STAGING_PREFIX) and os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+                deleted.append(path)
     if not os.path.isdir(root):
         if deleted:
             logger.warning(f"Deleted what interrupted runs left in {output_dir}: {', '.join(deleted)}.")

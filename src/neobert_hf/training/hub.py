@@ -32,11 +32,12 @@ from transformers.trainer_utils import HubStrategy
 from transformers.utils import logging
 
 from ..checkpoints.callback import CheckpointTreeCallback
+from ..checkpoints.tree import HUB_STAGING_PREFIX
 
 
 logger = logging.get_logger(__name__)
 
-STAGING_PREFIX = ".hub-export-"
+STAGING_PREFIX = HUB_STAGING_PREFIX  # cleaned up by the next run if an upload never finished
 _ALLOWED_STRATEGIES = (HubStrategy.EVERY_SAVE, HubStrategy.END)
 
 
