@@ -1,6 +1,7 @@
 """`neobert-hf convert-config`: configs of the original NeoBERT trainer (nested YAML) become flat recipes that the
 subcommands run; every key is mapped or reported; docs/migrating.md is generated from the same table."""
 
+import json
 import re
 import textwrap
 from pathlib import Path
@@ -361,6 +362,30 @@ def test_mteb_config_converts_and_parses(tmp_path):
 
     args = parse_args(["--config", path])
     assert args.task_types == ["STS"] and args.batch_size == 16 and args.max_seq_length == 256
+
+
+@pytest.mark.integration
+def test_a_converted_mteb_recipe_evaluates(tmp_path, shared, monkeypatch):
+    """The converted recipe runs: offline, its registry task selection is swapped for a local STS task."""
+    from neobert_hf.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    old = """\
+    task: mteb
+    tokenizer:
+      max_length: 32
+    mteb_task_type: sts
+    mteb_batch_size: "4"
+    mteb_pooling: avg
+    """
+    status, recipe, path = convert(tmp_path, old)
+    assert status == 0 and recipe["task_types"] == ["STS"]  # pooling avg is kept: the mteb command reads it as mean
+    sts = ROOT / "tests" / "assets" / "sts.jsonl"
+    argv = ["mteb", "--config", path, "--task_types", "none", "--model", shared["st_model"],
+            "--local_tasks", f"tiny-sts={sts}", "--output_folder", str(tmp_path / "results")]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "results" / "summary.json").read_text())
+    assert summary["complete"] and "tiny-sts" in summary["tasks"]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
