@@ -251,7 +251,7 @@ def model_file_problems(folder: str | os.PathLike) -> list[str]:
 
 def _structure_problem(path: str) -> str | None:
     """What makes a file of a checkpoint without manifest unreadable, judged from its structure without loading it:
-    JSON that does not parse, a safetensors file shorter than its header says, a torch zip archive without its
+    JSON that does not parse, a safetensors file whose header safetensors refuses (one shorter than its tensors), a torch zip archive without its
     central directory (what truncation does). `None` when nothing is found."""
     name = os.path.basename(path)
     size = os.path.getsize(path)
@@ -262,14 +262,13 @@ def _structure_problem(path: str) -> str | None:
             with open(path, encoding="utf-8") as handle:
                 json.load(handle)
         elif name.endswith(".safetensors"):
-            with open(path, "rb") as handle:
-                header_len = int.from_bytes(handle.read(8), "little")
-                if 8 + header_len > size:
-                    return f"{name} is truncated ({size} bytes, its header alone needs {8 + header_len})"
-                header = json.loads(handle.read(header_len))
-            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-            if 8 + header_len + end != size:
-                return f"{name} has {size} bytes where its header says {8 + header_len + end} (truncated or damaged)"
+            from safetensors import SafetensorError, safe_open
+
+            try:  # safetensors checks the header and that the tensors it lists cover the file exactly
+                with safe_open(path, framework="pt"):
+                    pass
+            except SafetensorError as err:
+                return f"{name} cannot be read ({err}; {size} bytes: truncated or damaged)"
         elif name.endswith((".pt", ".pth", ".bin")):
             with open(path, "rb") as handle:
                 is_zip = handle.read(4) == b"PK\x03\x04"
