@@ -1,4 +1,4 @@
-"""`import neobert_hf` must not import optional heavy packages (STYLE.md: optional backends are imported only where
+"""`import neobert_hf` must not import optional heavy packages (optional backends are imported only where
 used). The checks run in one fresh interpreter so that other tests' imports cannot hide or fake a result."""
 
 import json

@@ -15,7 +15,7 @@ from neobert_hf.cli.main import SUBCOMMANDS, main
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
-# recipes/accelerate/ holds `accelerate launch` configs, not neobert-hf recipes (tests/test_distributed_launch.py).
+# recipes/accelerate/ holds `accelerate launch` configs, not neobert-hf recipes (tests/training/test_distributed.py launches them).
 ALL_RECIPES = sorted(p for p in RECIPES.rglob("*.yaml") if p.relative_to(RECIPES).parts[0] != "accelerate")
 TINY_PRETRAIN = sorted((RECIPES / "tiny").glob("pretrain*.yaml"))
 

@@ -62,7 +62,7 @@ def test_pretraining_checkpoint_loads_into_a_classifier_with_a_new_head(folders)
             lambda sd: {**sd, "model.transformer_encoder.0.extra.weight": torch.zeros(2)},
             r"unexpected keys .*model\.transformer_encoder\.0\.extra\.weight",
         ),
-        # The earlier system's failure: a prefixed checkpoint loaded with strict=False trained from random weights.
+        # The failure this guards against: a prefixed checkpoint loaded with strict=False trains from random weights.
         (
             lambda sd: {f"encoder_model.{k}": v for k, v in sd.items()},
             r"(?s)missing keys .*unexpected keys .*encoder_model\.",

@@ -164,7 +164,7 @@ def _rewrite_weights(source, target, rename):
 
 
 def test_prefixed_checkpoint_is_an_error_naming_the_keys(checkpoint, tmp_path):
-    # The earlier system's failure: a DDP-prefixed state dict loaded with strict=False trained from random weights.
+    # The failure this guards against: a DDP-prefixed state dict loaded with strict=False trains from random weights.
     prefixed = _rewrite_weights(checkpoint, tmp_path / "prefixed", lambda key: f"module.{key}")
     with pytest.raises(CheckpointLoadError) as excinfo:
         build_sentence_transformer(prefixed)

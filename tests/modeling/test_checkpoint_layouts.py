@@ -1,8 +1,9 @@
-"""The checkpoint layouts of SPEC 2 load with no missing/unexpected keys and compute NeoBERT as the paper defines it.
+"""The released and fork checkpoint layouts load with no missing/unexpected keys and compute NeoBERT as the paper
+defines it.
 
 The checkpoints are written here from raw tensors, and the expected outputs come from `reference_forward`, a
-pure-torch NeoBERT written from SPEC 1 that shares no code with the package (interleaved per-head qkv split,
-adjacent-pair RoPE in complex form, RMSNorm, gate-first SwiGLU, decoder). Equality with it is the proof that the
+pure-torch NeoBERT written from the paper's definition that shares no code with the package (interleaved per-head qkv
+split, adjacent-pair RoPE in complex form, RMSNorm, gate-first SwiGLU, decoder). Equality with it is the proof that the
 architecture and the weight mapping are right.
 """
 
@@ -96,7 +97,7 @@ def reference_forward(
     attention_mask: torch.Tensor,
     tied: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """NeoBERT from SPEC 1 in float64: returns the final hidden states `(B, S, H)` and the MLM logits `(B, S, V)`."""
+    """NeoBERT from its definition in float64: returns the final hidden states `(B, S, H)` and the MLM logits `(B, S, V)`."""
     w = {k: v.double() for k, v in weights.items()}
     batch, seq = input_ids.shape
 
@@ -236,7 +237,7 @@ def _rotate_half_rope(x, cos, sin):
 
 @pytest.mark.parametrize("mutation", ["rotate_half_rope", "qkv_blocks", "w12_up_first"])
 def test_reference_rejects_the_wrong_conventions(tmp_path, monkeypatch, mutation):
-    """Each convention that SPEC 1 pins down changes the outputs: the reference comparison above can fail."""
+    """Each convention of the definition changes the outputs: the reference comparison above can fail."""
     from neobert_hf.modeling import modeling_neobert
 
     weights = random_weights()
