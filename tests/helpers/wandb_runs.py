@@ -1,5 +1,6 @@
 """Reading back what an offline W&B run recorded."""
 
+import glob
 import struct
 
 
@@ -26,3 +27,17 @@ def wandb_run_record(path: str):
             if record.WhichOneof("record_type") == "run":
                 return record.run
     raise AssertionError(f"no run record in {path}")
+
+
+def offline_run(train, wandb_dir):
+    """Run `train()` (configured for an offline W&B run written under `wandb_dir`), stop the W&B service so the run
+    file is complete on disk, and return the run record it holds."""
+    try:
+        train()
+    finally:
+        import wandb
+
+        wandb.finish()
+        wandb.teardown()
+    (run_file,) = glob.glob(str(wandb_dir / "wandb" / "offline-run-*" / "run-*.wandb"))
+    return wandb_run_record(run_file)

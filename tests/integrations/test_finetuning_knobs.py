@@ -249,7 +249,7 @@ def test_wandb_settings_reach_a_glue_run(glue_env, tmp_path, monkeypatch):
     import glob
 
     pytest.importorskip("wandb")
-    from helpers.wandb_runs import wandb_run_record
+    from helpers.wandb_runs import offline_run
 
     from neobert_hf.integrations.glue import prepare_glue, run_glue
 
@@ -259,15 +259,7 @@ def test_wandb_settings_reach_a_glue_run(glue_env, tmp_path, monkeypatch):
     args = _one_step(glue_env, tmp_path / "out", report_to="wandb", run_name="glue-knobs", wandb_project="neobert-glue",
                      wandb_entity="my-team", wandb_tags=["glue", "sst2"], wandb_mode="offline",
                      wandb_dir=str(tmp_path / "wb"))  # fmt: skip
-    try:
-        run_glue(prepare_glue(args))
-    finally:
-        import wandb
-
-        wandb.finish()
-        wandb.teardown()  # stops the W&B service: the offline run file is complete on disk
-    (run_file,) = glob.glob(str(tmp_path / "wb" / "wandb" / "offline-run-*" / "run-*.wandb"))
-    run = wandb_run_record(run_file)
+    run = offline_run(lambda: run_glue(prepare_glue(args)), tmp_path / "wb")
     assert (run.project, run.entity, list(run.tags), run.display_name) == (
         "neobert-glue", "my-team", ["glue", "sst2"], "glue-knobs"
     )  # fmt: skip

@@ -4,13 +4,12 @@ fraction, gradient anomaly detection, weight-norm logging, and the W&B run setti
 
 from __future__ import annotations
 
-import glob
 import math
 
 import pytest
 import torch
 from helpers.training import losses, make_args, make_model, make_trainer
-from helpers.wandb_runs import wandb_run_record
+from helpers.wandb_runs import offline_run
 
 from neobert_hf.training.callbacks import NonFiniteGradientError, weight_norms
 from neobert_hf.training.optim import Muon, QKClip, build_muonclip, polar_express, qk_clip_layers
@@ -244,16 +243,7 @@ def test_wandb_settings_reach_the_run(tmp_path, monkeypatch):
         wandb_mode="offline",
         wandb_dir=str(tmp_path / "wb"),
     )
-    trainer = make_trainer(args)
-    try:
-        trainer.train()
-    finally:
-        import wandb
-
-        wandb.finish()
-        wandb.teardown()  # stops the W&B service: the offline run file is complete on disk
-    (run_file,) = glob.glob(str(tmp_path / "wb" / "wandb" / "offline-run-*" / "run-*.wandb"))
-    run = wandb_run_record(run_file)
+    run = offline_run(make_trainer(args).train, tmp_path / "wb")
     assert (run.project, run.entity, list(run.tags), run.display_name) == (
         "neobert-knobs", "my-team", ["mlm", "tiny"], "knobs-run"
     )  # fmt: skip

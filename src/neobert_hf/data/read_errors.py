@@ -16,7 +16,7 @@ from typing import Any
 from .formats import builder_for_path
 
 
-__all__ = ["cause_text", "find_bad_line", "read_error"]
+__all__ = ["cause_text", "find_bad_line", "first_bad_line", "read_error"]
 
 
 def _builder_for(path: str) -> str | None:
@@ -144,6 +144,19 @@ def cause_text(error: BaseException) -> str:
     return "unknown error"
 
 
+def first_bad_line(files: Sequence[str], builder: str | None = None) -> str | None:
+    """[`find_bad_line`] over `files` (each read with `builder`, else the builder of its extension): the first bad line
+    found, or `None`. A file that cannot be opened is skipped."""
+    for path in files:
+        try:
+            found = find_bad_line(path, builder or _builder_for(path) or "")
+        except OSError:
+            continue
+        if found:
+            return found
+    return None
+
+
 def read_error(files: Sequence[str], builder: str | None, error: BaseException, what: str = "the data") -> ValueError:
     """A `ValueError` that says which file (and line) `datasets` could not read, and why.
 
@@ -171,13 +184,9 @@ def read_error(files: Sequence[str], builder: str | None, error: BaseException, 
             f"Not all files of {what} have the same columns{where}. Give files with the same columns, or load them "
             "separately."
         )
-    for path in files:
-        try:
-            found = find_bad_line(path, builder or _builder_for(path) or "")
-        except OSError:
-            found = None
-        if found:
-            return ValueError(f"Cannot read {what}: {found}")
+    found = first_bad_line(files, builder)
+    if found:
+        return ValueError(f"Cannot read {what}: {found}")
     message = cause_text(error)
     if "corresponds to no data" in message:
         shown = ", ".join(files[:5]) + (" ..." if len(files) > 5 else "")

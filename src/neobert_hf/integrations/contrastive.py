@@ -424,10 +424,7 @@ def prepare_contrastive_dataset(dataset, column_mapping: dict[str, str] | None =
     if column_mapping is None:
         mapping = {old: new for old, new in LEGACY_COLUMNS.items() if old in names and new not in names}
     else:
-        mapping = dict(column_mapping)
-        unknown_sources = [old for old in mapping if old not in names]
-        if unknown_sources:
-            raise ValueError(f"column_mapping names columns that do not exist: {unknown_sources} (columns: {names}).")
+        mapping = _checked_mapping(column_mapping, names)
     for new in mapping.values():
         if new not in ("anchor", "positive", "negative") and not (
             new.startswith("negative_") and new[len("negative_"):].isdigit()
@@ -466,6 +463,15 @@ def prepare_contrastive_dataset(dataset, column_mapping: dict[str, str] | None =
     return dataset
 
 
+def _checked_mapping(column_mapping: dict[str, str], names: list[str]) -> dict[str, str]:
+    """`column_mapping` as a dict, once every column it renames exists."""
+    mapping = dict(column_mapping)
+    unknown_sources = [old for old in mapping if old not in names]
+    if unknown_sources:
+        raise ValueError(f"column_mapping names columns that do not exist: {unknown_sources} (columns: {names}).")
+    return mapping
+
+
 def prepare_supcon_dataset(dataset, column_mapping: dict[str, str] | None = None):
     """Bring a labelled dataset into the `(anchor, label)` columns of [`SupervisedContrastiveLoss`].
 
@@ -486,10 +492,7 @@ def prepare_supcon_dataset(dataset, column_mapping: dict[str, str] | None = None
             source = next((name for name in ("text", "sentence") if name in names), None)
             mapping = {source: "anchor"} if source else {}
     else:
-        mapping = dict(column_mapping)
-        unknown_sources = [old for old in mapping if old not in names]
-        if unknown_sources:
-            raise ValueError(f"column_mapping names columns that do not exist: {unknown_sources} (columns: {names}).")
+        mapping = _checked_mapping(column_mapping, names)
         wrong = [new for new in mapping.values() if new not in ("anchor", "label")]
         if wrong:
             raise ValueError(f"With loss_type=supcon, column_mapping targets must be anchor or label, got {wrong}.")

@@ -115,21 +115,16 @@ def _typed(name: str, value: Any) -> Any:
     """`value` of the config field `name` with the field's type: the original trainer's YAML gives numbers such as
     `1e-5` as strings."""
     from ..modeling import NeoBERTConfig
+    from .converters import _flag, _number
 
     kind = type(getattr(NeoBERTConfig, name, None))
     try:
         if kind is bool:
-            if isinstance(value, str):
-                if value.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                return value.strip().lower() in ("true", "1", "yes")
-            return bool(value)
-        if kind is int:
-            return int(float(value)) if isinstance(value, str) else int(value)
-        if kind is float:
-            return float(value)
-    except (TypeError, ValueError):
-        raise MigrationError(f"model.{name}: {value!r} is not a valid {kind.__name__}.") from None
+            return _flag(value)
+        if kind in (int, float):
+            return kind(_number(value))
+    except MigrationError as err:
+        raise MigrationError(f"model.{name}: {err}") from None
     return value
 
 

@@ -611,19 +611,11 @@ def stream_read_errors(source: Any, streaming: bool, *, step: Any = None, saved:
     except Exception as error:
         from datasets.exceptions import DatasetsError
 
-        from ..data.loading import builder_for_path
-        from ..data.read_errors import find_bad_line
+        from ..data.read_errors import first_bad_line
 
         if not streaming or not isinstance(error, (ValueError, DatasetsError)):
             raise
-        found = None
-        for path in _local_data_files(source):
-            try:
-                found = find_bad_line(path, builder_for_path(path) or "")
-            except OSError:
-                found = None
-            if found:
-                break
+        found = first_bad_line(_local_data_files(source))
         if not found:
             raise
         where = ""
