@@ -83,8 +83,11 @@ def test_cli_help_imports_no_subcommand_module(probe):
 # Run as a file whose name starts with "neobert-hf", the process is the command (as the console script is): the
 # package then defers registering NeoBERT with the Auto classes until a subcommand needs it.
 _COMMAND_PROBE = """
-import json, sys
+import json, os, sys
 from neobert_hf.cli.main import main
+if os.environ.get("PROBE_WITHOUT_HELP_SNAPSHOT"):  # as when the installed transformers differs from the snapshot's
+    import neobert_hf.cli.help_snapshot
+    neobert_hf.cli.help_snapshot.shipped_help = lambda command: None
 try:
     main(sys.argv[1:])
 except SystemExit:
@@ -96,10 +99,12 @@ print(json.dumps([m for m in heavy if m in sys.modules]))
 _RECIPE_COMMANDS = ("pretrain", "preprocess", "glue", "contrastive", "mteb")
 
 
-def _run_as_command(tmp_path, *args: str) -> tuple[list[str], str]:
+def _run_as_command(tmp_path, *args: str, without_snapshot: bool = False) -> tuple[list[str], str]:
     script = tmp_path / "neobert-hf-probe"
     script.write_text(textwrap.dedent(_COMMAND_PROBE))
-    env = {**os.environ, "NEOBERT_HF_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "NEOBERT_HF_CACHE": str(tmp_path / "cache"), "COLUMNS": "100"}
+    if without_snapshot:
+        env["PROBE_WITHOUT_HELP_SNAPSHOT"] = "1"
     completed = subprocess.run(
         [sys.executable, str(script), *args], capture_output=True, text=True, timeout=300, env=env
     )
@@ -122,14 +127,32 @@ def test_subcommand_help_imports_neither_torch_nor_transformers(tmp_path, name):
     assert loaded == []
 
 
+@pytest.mark.parametrize("name", _RECIPE_COMMANDS)
+def test_first_recipe_help_needs_neither_torch_nor_transformers(tmp_path, name, monkeypatch):
+    # The help shipped with the package (neobert_hf/cli/help/) prints the real parser's text, even on the first call
+    # after an install, without building the parser over transformers' TrainingArguments.
+    from neobert_hf.cli import help_snapshot
+
+    reason = help_snapshot.stale_reason(help_snapshot.load(name))
+    if reason is not None:
+        pytest.skip(f"the shipped help snapshot is not used here: {reason}")
+    loaded, output = _run_as_command(tmp_path, name, "--help")
+    assert loaded == []
+    monkeypatch.setenv("COLUMNS", "100")
+    parser = __import__("importlib").import_module(f"neobert_hf.cli.{name}").build_argument_parser()
+    assert output == parser.format_help().rstrip("\n")
+    assert not (tmp_path / "cache" / "help").exists()  # nothing to cache
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("name", _RECIPE_COMMANDS)
-def test_recipe_help_is_served_without_torch_once_built(tmp_path, name):
-    # The first --help builds the parser over transformers' TrainingArguments (heavy); the second prints the
-    # stored text, identical, without importing torch.
-    first_loaded, first = _run_as_command(tmp_path, name, "--help")
+def test_recipe_help_without_snapshot_is_built_once_then_cached(tmp_path, name):
+    # Another transformers than the snapshot's: the first --help builds the parser over TrainingArguments (heavy);
+    # the second prints the stored text, identical, without importing torch.
+    first_loaded, first = _run_as_command(tmp_path, name, "--help", without_snapshot=True)
     assert f"neobert-hf {name}" in first and "--config" in first
-    loaded, second = _run_as_command(tmp_path, name, "--help")
+    assert "transformers" in first_loaded
+    loaded, second = _run_as_command(tmp_path, name, "--help", without_snapshot=True)
     assert second == first
     assert loaded == []
 

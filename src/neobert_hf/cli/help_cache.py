@@ -2,10 +2,12 @@
 
 `neobert-hf pretrain --help` lists every field of the argument dataclasses, and those subclass transformers'
 `TrainingArguments`, whose import pulls torch, accelerate and transformers' modeling code (5-7 s on a 2-core machine).
-The first `--help` of a subcommand builds the parser and stores its text; later ones print the stored text as long as
-nothing it was built from has changed: the Python executable, the versions of neobert-hf, transformers, accelerate,
-datasets and torch, the terminal width, and the size and modification time of every `neobert_hf` module that
-building the parser imported. Anything else (an unreadable or stale entry) builds the parser again.
+The package ships the help of each recipe subcommand ([`neobert_hf.cli.help_snapshot`]); this cache serves a
+subcommand whose snapshot does not describe the installed parser (another transformers version, an edited checkout).
+The first `--help` of such a subcommand builds the parser and stores its text; later ones print the stored text as
+long as nothing it was built from has changed: the Python executable, the versions of neobert-hf, transformers,
+accelerate, datasets and torch, the terminal width, and the size and modification time of every `neobert_hf` module
+that building the parser imported. Anything else (an unreadable or stale entry) builds the parser again.
 
 The cache lives in `$NEOBERT_HF_CACHE` or `$XDG_CACHE_HOME/neobert_hf` (default `~/.cache/neobert_hf`), under
 `help/`. Writing it is best effort: a read-only cache folder only costs the next `--help` its full time.

@@ -3,8 +3,9 @@
 Subcommands are registered in `SUBCOMMANDS` and their modules imported lazily: parsing `neobert-hf --help`
 imports none of them, and `neobert-hf env ...` imports only `neobert_hf.cli.env`. Nothing here imports torch:
 `neobert-hf --help` and `neobert-hf <command> --help` answer in a fraction of a second. The recipe subcommands'
-help lists transformers' `TrainingArguments`, so it is built once and then read from a cache
-([`neobert_hf.cli.help_cache`]). Before a subcommand that loads models runs, the command registers NeoBERT with the
+help lists transformers' `TrainingArguments`, so it is printed from a snapshot shipped with the package
+([`neobert_hf.cli.help_snapshot`]), or, when the installed transformers or sources differ from the snapshot's, built
+once and then read from a cache ([`neobert_hf.cli.help_cache`]). Before a subcommand that loads models runs, the command registers NeoBERT with the
 Auto classes (which `import neobert_hf` does in any other process).
 """
 
@@ -111,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
     if _asks_for_recipe_help(module, args):
         from .help_cache import cached_help
+        from .help_snapshot import shipped_help
 
         def build_help() -> str:
             # Packages imported on the way may print (wandb: "[INFO] Running in WANDB offline mode"); stdout
@@ -118,7 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             with contextlib.redirect_stdout(sys.stderr):
                 return module.build_argument_parser().format_help()
 
-        sys.stdout.write(cached_help(args.command, build_help))
+        # The text shipped with the package when it still describes the installed parser, else built once and cached.
+        sys.stdout.write(shipped_help(args.command) or cached_help(args.command, build_help))
         sys.stdout.flush()
         raise SystemExit(0)  # as argparse's own --help does
     from .errors import run_command
