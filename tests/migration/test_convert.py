@@ -522,6 +522,20 @@ def test_muonclip_settings():
     assert off.recipe["qk_clip_threshold"] is None
 
 
+def test_clipping_layers_mapping_is_what_the_original_did_on_neobert_blocks():
+    # The original reads q_proj/k_proj names only for blocks without a fused qkv; NeoBERT blocks always have one.
+    mapping = {"q_proj": "packed_proj", "k_proj": "packed_proj"}
+    conversion = convert_config({"optimizer": {"name": "muonclip", "muon_config": {"clipping_layers_mapping": mapping}}})
+    assert "qk_clip_layers_mapping" not in conversion.recipe
+    (row,) = [row for row in conversion.report if row.old == "optimizer.muon_config.clipping_layers_mapping"]
+    assert row.outcome == "dropped" and "fused qkv" in row.reason and "never took effect" in row.reason
+    # with another optimizer the setting is reported as having no effect
+    adamw = convert_config({"optimizer": {"name": "adamw", "muon_config": {"clipping_layers_mapping": mapping}}})
+    assert {row.old for row in adamw.refused} >= {"optimizer.muon_config.clipping_layers_mapping"}
+    with pytest.raises(migration.MigrationError, match="clipping_layers_mapping must be a mapping"):
+        convert_config({"optimizer": {"name": "muonclip", "muon_config": {"clipping_layers_mapping": "qkv"}}})
+
+
 def test_wandb_keys():
     wandb = {"enabled": True, "project": "p", "entity": "e", "tags": ["a", "b"], "name": "run", "mode": "offline"}
     recipe = typed({"task": "pretraining", "wandb": wandb})

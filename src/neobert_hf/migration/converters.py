@@ -280,12 +280,14 @@ def _polar_express(value: Any, ctx: Context) -> dict[str, Any]:
 
 
 def _layers_mapping(value: Any, ctx: Context) -> dict[str, Any]:
+    # The original reads q_proj/k_proj (and v_proj) names only for encoder blocks without a fused `qkv` projection.
+    # Every NeoBERT block has one, so on the models it trains the mapping never took effect: nothing to carry over.
     if not value:
         return {}
-    raise NoEquivalent(
-        "the original maps projection names; here qk_clip_layers_mapping is a JSON object {blocks, qkv} naming the "
-        "block list and the fused qkv layer: write it by hand"
-    )
+    if not isinstance(value, dict):
+        raise MigrationError(f"clipping_layers_mapping must be a mapping of q_proj/k_proj/v_proj names, got {value!r}")
+    _only_muonclip(ctx)
+    return {}
 
 
 def _detect_anomalies(value: Any, ctx: Context) -> dict[str, Any]:

@@ -339,8 +339,9 @@ RULES: tuple[Rule, ...] = (
       "matrices only", lambda v: {"transformer_only": "hidden_2d"}.get(str(v).lower(), str(v).lower())),
       "hidden_2d is what neobert-hf does; all_2d has no equivalent."),
     R("optimizer.muon_config.clipping_layers_mapping", ("qk_clip_layers_mapping",), P, _layers_mapping,
-      "Empty (the default) writes nothing; a mapping has no automatic translation: qk_clip_layers_mapping names the "
-      "block list and the fused qkv layer ({blocks, qkv})."),
+      "The original reads these q_proj/k_proj names only for encoder blocks without a fused qkv projection; every "
+      "NeoBERT block has one, so the mapping never took effect and nothing is written. For a model whose blocks or "
+      "fused projection have other names, set qk_clip_layers_mapping ({blocks, qkv})."),
     # --- data collator ---
     R("datacollator.mlm_probability", ("mlm_probability",), P, carry=0.15),
     R("datacollator.mask_all", ("mask_all",), P),
