@@ -315,3 +315,48 @@ def test_the_manifest_stays_out_of_exports_and_loading_checks_it(copy, tmp_path)
     with pytest.raises(CheckpointLoadError, match="step 4 .*model.safetensors.*resume_from_checkpoint=2"):
         load_pretrained_strict(copy, NeoBERTForMaskedLM, checkpoint="latest")
     assert load_pretrained_strict(copy, NeoBERTForMaskedLM, checkpoint=2).loaded_from == str(copy / "checkpoints" / "2")
+
+
+def test_publish_flushes_every_file_and_folder_before_the_rename_and_the_parent_after(tmp_path, monkeypatch):
+    from neobert_hf.checkpoints import tree
+
+    tmp_dir = tmp_path / "checkpoints" / ".tmp-5-abc"
+    (tmp_dir / "sub").mkdir(parents=True)
+    for name in ("model.safetensors", "trainer_state.json", "sub/optimizer.pt"):
+        (tmp_dir / name).write_bytes(b"x" * 10)
+    final_dir = tmp_path / "checkpoints" / "5"
+    events = []
+    real_fsync, real_rename = tree._fsync, os.rename
+
+    def fsync(path, directory=False):
+        events.append(("fsync", os.path.relpath(path, tmp_path), directory))
+        real_fsync(path, directory)
+
+    def rename(source, target):
+        events.append(("rename", os.path.relpath(source, tmp_path), os.path.relpath(target, tmp_path)))
+        real_rename(source, target)
+
+    monkeypatch.setattr(tree, "_fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    tree.publish(str(tmp_dir), str(final_dir))
+    renamed = events.index(("rename", "checkpoints/.tmp-5-abc", "checkpoints/5"))
+    before = {event[1:] for event in events[:renamed]}
+    for name in ("model.safetensors", "trainer_state.json", "sub/optimizer.pt"):
+        assert (f"checkpoints/.tmp-5-abc/{name}", False) in before
+    assert {("checkpoints/.tmp-5-abc", True), ("checkpoints/.tmp-5-abc/sub", True)} <= before
+    assert events[renamed + 1:] == [("fsync", "checkpoints", True)]
+    assert (final_dir / "sub" / "optimizer.pt").read_bytes() == b"x" * 10
+
+
+def test_fsync_tolerates_only_file_systems_without_fsync(tmp_path, monkeypatch):
+    import errno
+
+    from neobert_hf.checkpoints import tree
+
+    path = tmp_path / "f"
+    path.write_text("x")
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.EINVAL, "no fsync here")))
+    tree._fsync(str(path))  # some FUSE/network mounts: as durable as they make it
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    with pytest.raises(OSError, match="I/O error"):
+        tree._fsync(str(path))

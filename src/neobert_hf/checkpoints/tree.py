@@ -12,8 +12,9 @@ checkpoints/<step>/
   checkpoint_manifest.json                                                         # size and sha256 of each file
 ```
 
-A folder is written as `checkpoints/.tmp-<step>-<random>/` and renamed to its final name once complete, so a crash
-never leaves a half-written folder under a step name. The last file written inside the temporary folder is
+A folder is written as `checkpoints/.tmp-<step>-<random>/` and renamed to its final name once complete and flushed
+to the storage device (fsync of every file and folder, then of `checkpoints/` after the rename: [`publish`]), so
+neither a crash nor a power loss leaves a half-written folder under a step name. The last file written inside the temporary folder is
 `checkpoint_manifest.json`, the size and sha256 of every other file ([`write_manifest`]); a folder whose files do not
 match it is not complete, and resuming verifies every hash first ([`verify_checkpoint`]). Folders written before the
 manifest existed are complete when they hold `trainer_state.json` and the weights. Old checkpoints are renamed to a
@@ -31,6 +32,7 @@ import concurrent.futures
 import contextlib
 import copy
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
@@ -643,14 +645,49 @@ def _discard(path: str) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
+def _fsync(path: str, directory: bool = False) -> None:
+    if directory and os.name != "posix":  # a directory cannot be opened for fsync elsewhere (Windows)
+        return
+    flags = (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if directory else os.O_RDONLY
+    descriptor = os.open(path, flags)
+    try:
+        os.fsync(descriptor)
+    except OSError as error:
+        # A few file systems (some FUSE and network mounts) have no fsync: the data is as durable as they make it.
+        if error.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+    finally:
+        os.close(descriptor)
+
+
+def sync_folder(folder: str) -> None:
+    """Flushes every file under `folder`, then each folder's entries, to the storage device (fsync), so that a folder
+    published after this holds its data even if the machine loses power right after: a rename is atomic, but without
+    this the renamed folder could hold empty or partial files after a crash. Files are flushed several at once."""
+    files, folders = [], []
+    for root, _, names in os.walk(folder):
+        folders.append(root)
+        files.extend(os.path.join(root, name) for name in names)
+    if files:
+        workers = max(1, min(len(files), os.cpu_count() or 1, 8))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(_fsync, files))
+    for path in reversed(folders):  # deepest first
+        _fsync(path, directory=True)
+
+
 def publish(tmp_dir: str, final_dir: str) -> None:
-    """Renames the finished `tmp_dir` to `final_dir` (atomic on POSIX). An existing `final_dir` of the same step is
-    moved aside first and removed after the rename, so a complete folder is always present under the final name."""
+    """Renames the finished `tmp_dir` to `final_dir` (atomic on POSIX) after flushing its files to the device
+    ([`sync_folder`]); the parent folder is flushed after the rename, so the new name survives a power loss too. An
+    existing `final_dir` of the same step is moved aside first and removed after the rename, so a complete folder is
+    always present under the final name."""
+    sync_folder(tmp_dir)
     old = None
     if os.path.exists(final_dir):
         old = f"{tmp_dir}.replaced"
         os.rename(final_dir, old)
     os.rename(tmp_dir, final_dir)
+    _fsync(os.path.dirname(os.path.abspath(final_dir)), directory=True)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
