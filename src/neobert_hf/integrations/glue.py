@@ -250,7 +250,7 @@ class GlueModelArguments:
         metadata={
             "help": "Model to fine-tune: a pretraining or GLUE run folder (its best checkpoint when recorded, else "
             "its latest), one checkpoints/<step>/ folder, an exported folder, or a Hub id. Every weight must load: "
-            "only a new task head may be missing."
+            "only a new task head may be missing (see allow_random_weights for a model trained from scratch)."
         },
     )
     checkpoint: str | None = field(
