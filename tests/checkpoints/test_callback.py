@@ -158,7 +158,7 @@ def neobert_folder(tmp_path_factory):
     return str(path)
 
 
-def st_trainer(neobert_folder, output_dir, max_steps=4, callbacks=()):
+def st_trainer(neobert_folder, output_dir, max_steps=4, callbacks=(), **overrides):
     pytest.importorskip("sentence_transformers")
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -175,12 +175,13 @@ def st_trainer(neobert_folder, output_dir, max_steps=4, callbacks=()):
     args = SentenceTransformerTrainingArguments(
         output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=4, learning_rate=1e-3,
         save_strategy="steps", save_steps=2, logging_steps=1, report_to="none", use_cpu=True, disable_tqdm=True,
-        seed=0, dataloader_pin_memory=False, hub_token=TOKEN,
+        seed=0, dataloader_pin_memory=False, hub_token=TOKEN, **overrides,
     )  # fmt: skip
     return SentenceTransformerTrainer(
         model=model,
         args=args,
         train_dataset=pairs,
+        eval_dataset=pairs if args.eval_strategy != "no" else None,
         loss=MultipleNegativesRankingLoss(model),
         callbacks=[CheckpointTreeCallback(), *callbacks],
     )
@@ -219,3 +220,16 @@ def test_push_to_hub_with_the_callback_alone_is_refused(tmp_path):
     callback = CheckpointTreeCallback()
     callback.pushes_clean_exports = True  # what the package's Trainers set: they push an export
     callback.on_init_end(args, None, None)
+
+
+@pytest.mark.integration
+def test_sentence_transformers_card_names_the_best_step(neobert_folder, tmp_path):
+    # sentence-transformers reads the best step from a `checkpoint-<step>` name; the tree's `checkpoints/<step>` too.
+    trainer = st_trainer(
+        neobert_folder, tmp_path / "run", max_steps=6, eval_strategy="steps", eval_steps=2,
+        load_best_model_at_end=True, metric_for_best_model="loss", greater_is_better=True,
+    )  # fmt: skip
+    trainer.train()
+    best = Path(trainer.state.best_model_checkpoint)
+    assert best.parent == tmp_path / "run" / "checkpoints"
+    assert trainer.model.model_card_data.best_model_step == int(best.name)

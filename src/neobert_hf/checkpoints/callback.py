@@ -156,7 +156,8 @@ class CheckpointTreeCallback(TrainerCallback):
         self._held = lock
         clean_leftovers(args.output_dir)
 
-    def on_train_end(self, args, state, control, **kwargs):
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self._record_best_step(args, state, model)
         if self._held is not None:
             self._held.release()
             self._held = None
@@ -180,6 +181,18 @@ class CheckpointTreeCallback(TrainerCallback):
                 )
             self.publish_step(source, args, state, model, final=control.should_training_stop)
         _wait_for_everyone(args)
+
+    @staticmethod
+    def _record_best_step(args, state, model) -> None:
+        """Tells a sentence-transformers model card which step's weights it holds after `load_best_model_at_end`.
+        `SentenceTransformerTrainer._load_best_model` reads the step from a `checkpoint-<step>` name, which the tree
+        has renamed to `checkpoints/<step>`; it then records nothing (it ignores its own parsing error)."""
+        card = getattr(model, "model_card_data", None)
+        if not (args.load_best_model_at_end and state.best_model_checkpoint and hasattr(card, "set_best_model_step")):
+            return
+        name = os.path.basename(step_folder(state.best_model_checkpoint))
+        if name.isdigit():
+            card.set_best_model_step(int(name))
 
     # -- the tree -------------------------------------------------------------------------------------------------
 
