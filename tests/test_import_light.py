@@ -240,3 +240,6 @@ def test_pretrain_output_starts_with_the_run_not_import_notices(tmp_path):
     assert completed.stdout.startswith("model: NeoBERT"), output[:500]
     for noise in ("Failed to load", "_pytree", "register_constant"):
         assert noise not in output, output[:2000]
+    # disable_tqdm (the recipe's) holds for the checkpoint save's bar too; the end-of-training summary is one line
+    assert "Writing model shards" not in output and "%|" not in output, output[-2000:]
+    assert "{'train_runtime'" not in output and "\ntrain: 1 steps in " in completed.stdout, completed.stdout[-2000:]

@@ -87,4 +87,7 @@ def test_format_log_line_leaves_other_logs_alone():
         State(),
     )
     assert line == "step 3/10 | loss 2.0000 | lr 1.00e-04 | gnorm 0.5 | 12.3k tok/s | peak 1.50 GB"
-    assert format_log_line({"train_runtime": 1.0}, State()) is None
+    summary = {"train_runtime": 155.46, "train_samples_per_second": 10.29, "train_steps_per_second": 10.29,
+               "total_flos": 0.0, "train_loss": 5.7471, "epoch": 1.0}  # fmt: skip
+    assert format_log_line(summary, State()) == "train: 3 steps in 155.5 s | 10.3 steps/s | mean loss 5.7471 | epoch 1"
+    assert format_log_line({"custom_metric": 1.0}, State()) is None  # printed as a dict by the stock printer

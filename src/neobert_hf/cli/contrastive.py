@@ -67,8 +67,10 @@ def run(args: argparse.Namespace) -> int:
     (2 on bad input, with nothing written; 1 when the run fails once under way)."""
     from ..integrations.contrastive import prepare_contrastive
     from .errors import training_phase
+    from .parser import follow_disable_tqdm
 
     contrastive_args, training_args = parse_args(args.argv)
+    follow_disable_tqdm(training_args)
     setup = prepare_contrastive(contrastive_args, training_args)
     _setup_logging()
     logger = logging.getLogger("neobert_hf.contrastive")

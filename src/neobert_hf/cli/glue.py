@@ -63,8 +63,10 @@ def run(args: argparse.Namespace) -> int:
     way)."""
     from ..integrations.glue import prepare_glue, run_glue
     from .errors import training_phase
+    from .parser import follow_disable_tqdm
 
     glue_args = parse_args(args.argv)
+    follow_disable_tqdm(glue_args.training)
     setup = prepare_glue(glue_args)
     with training_phase():
         results = run_glue(setup)

@@ -25,7 +25,7 @@ import yaml
 from transformers import HfArgumentParser
 
 
-__all__ = ["ConfigError", "NeoBERTArgumentParser"]
+__all__ = ["ConfigError", "NeoBERTArgumentParser", "follow_disable_tqdm"]
 
 
 class ConfigError(ValueError):
@@ -222,3 +222,13 @@ class NeoBERTArgumentParser(HfArgumentParser):
             names = {f.name for f in dataclasses.fields(dtype) if f.init}
             outputs.append(dtype(**{k: v for k, v in values.items() if k in names}))
         return tuple(outputs)
+
+
+def follow_disable_tqdm(training_args) -> None:
+    """With `disable_tqdm`, the command's console shows no progress bar at all: transformers' Trainer honours the flag
+    for its own bars, but `save_pretrained` draws one per checkpoint ("Writing model shards") and Hub downloads draw
+    theirs regardless. Only the commands call this: it switches transformers' bars off for the whole process."""
+    if training_args.disable_tqdm:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()

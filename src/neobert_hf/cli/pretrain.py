@@ -84,8 +84,10 @@ def run(args: argparse.Namespace) -> int:
     from ..training.callbacks import NonFiniteGradientError
     from ..training.pretrain import prepare_pretraining
     from .errors import training_phase
+    from .parser import follow_disable_tqdm
 
     model_args, data_args, training_args, precision_args = parse_args(args.argv)
+    follow_disable_tqdm(training_args)
     setup = prepare_pretraining(model_args, data_args, training_args, precision_args)
     setup_logging()
     logger = logging.getLogger("neobert_hf.pretrain")

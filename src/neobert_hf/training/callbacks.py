@@ -271,6 +271,15 @@ def format_log_line(logs: dict, state) -> str | None:
         if "eval_mlm_accuracy" in logs:
             parts.append(f"acc {logs['eval_mlm_accuracy']:.3f}")
         return " | ".join(parts)
+    if "train_runtime" in logs:  # the summary `Trainer.train` logs once training ends
+        parts = [f"train: {state.global_step} steps in {float(logs['train_runtime']):.1f} s"]
+        if "train_steps_per_second" in logs:
+            parts.append(f"{float(logs['train_steps_per_second']):.3g} steps/s")
+        if "train_loss" in logs:
+            parts.append(f"mean loss {float(logs['train_loss']):.4f}")
+        if logs.get("epoch") is not None:
+            parts.append(f"epoch {float(logs['epoch']):.3g}")
+        return " | ".join(parts)
     return None
 
 
