@@ -293,6 +293,33 @@ def test_wandb_fields_are_shared_and_checked_by_every_trainer_arguments(tmp_path
     assert isinstance(trainer.callback_handler.callbacks[names.index("WandbInitCallback")], WandbInitCallback)
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+def test_final_lr_ratio_is_shared_by_every_trainer_arguments(tmp_path, schedule):
+    # GLUE and contrastive runs decay to the same floor as pretraining (the original trainer used one scheduler).
+    pytest.importorskip("sentence_transformers")
+    from transformers import get_scheduler
+
+    from neobert_hf.integrations.contrastive import ContrastiveTrainingArguments
+    from neobert_hf.integrations.glue import GlueTrainingArguments
+    from neobert_hf.training.arguments import FinalLRRatioArguments, NeoBERTTrainingArguments
+
+    for cls in (NeoBERTTrainingArguments, GlueTrainingArguments, ContrastiveTrainingArguments):
+        assert issubclass(cls, FinalLRRatioArguments)
+        args = cls(output_dir=str(tmp_path / cls.__name__), lr_scheduler_type=schedule, final_lr_ratio=0.1,
+                   learning_rate=1e-3, warmup_steps=2, max_steps=10, report_to="none", use_cpu=True)  # fmt: skip
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=args.learning_rate)
+        scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=2, num_training_steps=10,
+                                  scheduler_specific_kwargs=args.lr_scheduler_kwargs)  # fmt: skip
+        rates = []
+        for _ in range(11):
+            rates.append(scheduler.get_last_lr()[0])
+            optimizer.step()
+            scheduler.step()
+        assert rates[2] == pytest.approx(1e-3) and rates[10] == pytest.approx(1e-4), cls.__name__
+        with pytest.raises(ValueError, match="final_lr_ratio applies to lr_scheduler_type"):
+            cls(output_dir=str(tmp_path / "bad"), lr_scheduler_type="constant", final_lr_ratio=0.1, use_cpu=True)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # MTEB: `all` task types and named benchmarks (selection only: mteb's registry, no download)
 # ---------------------------------------------------------------------------------------------------------------------

@@ -501,6 +501,15 @@ def test_schedule_length():
     assert row.outcome == "dropped"
 
 
+def test_final_lr_ratio_for_every_training_subcommand():
+    # The original's GLUE and contrastive trainers build the same scheduler as its pretraining. As for every key,
+    # only pretraining writes the original's defaults of absent keys.
+    assert typed({"task": "pretraining"})["final_lr_ratio"] == 0.1
+    for task in ("pretraining", "glue", "contrastive"):
+        assert typed({"task": task, "scheduler": {"final_lr_ratio": 0.05}})["final_lr_ratio"] == 0.05
+        assert typed({"task": task, "scheduler": {"name": "linear", "final_lr_ratio": 0}})["final_lr_ratio"] == 0.0
+
+
 def test_muonclip_settings():
     config = {
         "optimizer": {"name": "muonclip", "lr": "2e-4", "muon_config": {

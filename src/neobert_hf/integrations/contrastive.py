@@ -57,7 +57,7 @@ from sentence_transformers.sentence_transformer.training_args import (  # noqa: 
 )
 
 from ..training.argument_checks import check_training_values  # noqa: E402
-from ..training.arguments import WandbArguments  # noqa: E402
+from ..training.arguments import FinalLRRatioArguments, WandbArguments  # noqa: E402
 from ..training.callbacks import WandbInitCallback  # noqa: E402
 from ..checkpoints import CheckpointTreeTrainerMixin  # noqa: E402
 from ..training.output_dir import TrainingBegan, check_output_dir, failed_start_cleanup  # noqa: E402
@@ -787,7 +787,7 @@ class ContrastiveArguments:
 
 
 @dataclass
-class ContrastiveTrainingArguments(WandbArguments, SentenceTransformerTrainingArguments):
+class ContrastiveTrainingArguments(WandbArguments, FinalLRRatioArguments, SentenceTransformerTrainingArguments):
     """`SentenceTransformerTrainingArguments` whose batches hold no duplicated text by default (in-batch negatives
     must not be copies of the anchor or positive), whose `resume_from_checkpoint` also takes `latest` or a step
     of `<output_dir>/checkpoints/`, and with the `wandb_*` run settings of [`~neobert_hf.training.arguments.WandbArguments`]."""
@@ -801,6 +801,7 @@ class ContrastiveTrainingArguments(WandbArguments, SentenceTransformerTrainingAr
     def __post_init__(self):
         check_training_values(self)
         self.check_wandb()
+        self.apply_final_lr_ratio()
         super().__post_init__()
 
 

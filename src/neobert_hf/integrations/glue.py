@@ -37,7 +37,7 @@ from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from ..import_utils import require
 from ..training.argument_checks import check_training_values
-from ..training.arguments import WandbArguments
+from ..training.arguments import FinalLRRatioArguments, WandbArguments
 from ..checkpoints import CHECKPOINTS_DIR, checkpoint_dir, list_checkpoints, resolve_checkpoint, step_folder
 from ..training.output_dir import TrainingBegan, check_output_dir, failed_start_cleanup
 from ..checkpoints import RUN_RESULTS_NAME, load_pretrained_strict, resolve_pretrained_path
@@ -455,7 +455,7 @@ class GlueDataArguments:
 
 
 @dataclass
-class GlueTrainingArguments(WandbArguments, TrainingArguments):
+class GlueTrainingArguments(WandbArguments, FinalLRRatioArguments, TrainingArguments):
     r"""[`~transformers.TrainingArguments`] for GLUE fine-tuning with [`run_glue`].
 
     Every `TrainingArguments` field keeps its meaning; the GLUE defaults differ in three places that best-model
@@ -507,6 +507,7 @@ class GlueTrainingArguments(WandbArguments, TrainingArguments):
                     "early_stopping_patience needs evaluations and best-model selection: set eval_strategy to 'steps' "
                     "or 'epoch' and load_best_model_at_end=true (or early_stopping_patience to 0)."
                 )
+        self.apply_final_lr_ratio()
         super().__post_init__()
 
     def use_task_metric(self, task: GlueTask) -> None:

@@ -297,10 +297,9 @@ RULES: tuple[Rule, ...] = (
       "Decay ends at max_steps: nothing to write when it equals max_steps, otherwise no equivalent."),
     R("scheduler.total_steps", (), G + C, _decay_end("total_steps"),
       "The schedule spans max_steps: nothing to write when it equals max_steps, otherwise no equivalent."),
-    R("scheduler.final_lr_ratio", ("final_lr_ratio",), P, _final_lr_ratio,
-      "Decay to learning_rate * final_lr_ratio (cosine or linear).", carry=0.1),
-    R("scheduler.final_lr_ratio", (), G + C, note="Use lr_scheduler_type cosine_with_min_lr with "
-      "lr_scheduler_kwargs {min_lr_rate: ...}."),
+    R("scheduler.final_lr_ratio", ("final_lr_ratio",), T, _final_lr_ratio,
+      "Decay to learning_rate * final_lr_ratio (cosine or linear), then hold it (GLUE and contrastive too: the "
+      "original builds one scheduler for every task).", carry=0.1),
     R("scheduler.num_cycles", note="Ignored by the original too."),
     # --- optimizer ---
     R("optimizer.name", ("optimizer",), P, _optimizer_name, "adamw, adam (coupled L2 decay) or muonclip."),

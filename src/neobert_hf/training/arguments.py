@@ -100,7 +100,68 @@ class WandbArguments:
 
 
 @dataclass
-class NeoBERTTrainingArguments(WandbArguments, TrainingArguments):
+class FinalLRRatioArguments:
+    """`final_lr_ratio`, shared by the pretraining, GLUE and contrastive training arguments (mixed into their
+    `TrainingArguments` subclasses, whose `__post_init__` calls [`apply_final_lr_ratio`] before transformers' own):
+    warmup, then cosine or linear decay to `learning_rate * final_lr_ratio`, mapped onto transformers'
+    `cosine_with_min_lr` / `polynomial` (power 1) schedulers."""
+
+    final_lr_ratio: float | None = field(
+        default=None,
+        metadata={
+            "help": "After warmup, decay to learning_rate * final_lr_ratio instead of 0. With "
+            "lr_scheduler_type=cosine this selects transformers' cosine_with_min_lr (min_lr_rate), with linear the "
+            "polynomial schedule of power 1 (lr_end). None keeps the scheduler as given."
+        },
+    )
+
+    def apply_final_lr_ratio(self) -> None:
+        """Maps `final_lr_ratio` onto transformers' floor-decay schedulers (idempotent: args rebuilt from `to_dict()`
+        already carry the mapped scheduler and kwargs)."""
+        ratio = self.final_lr_ratio
+        if ratio is None:
+            return
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"final_lr_ratio must be in [0, 1], got {ratio}.")
+        schedule = getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type)
+        kwargs = self.lr_scheduler_kwargs
+        if isinstance(kwargs, str) and kwargs.startswith("{"):
+            import json
+
+            kwargs = json.loads(kwargs)
+        kwargs = dict(kwargs or {})
+        if schedule in ("cosine", "cosine_with_min_lr"):
+            if kwargs.get("min_lr") is not None or kwargs.get("min_lr_rate", ratio) != ratio:
+                raise ValueError(
+                    f"final_lr_ratio={ratio} conflicts with lr_scheduler_kwargs={kwargs}; set only one of them."
+                )
+            kwargs.pop("min_lr", None)
+            self.lr_scheduler_type = _FLOOR_SCHEDULES["cosine"]
+            self.lr_scheduler_kwargs = {**kwargs, "min_lr_rate": ratio}
+        elif schedule in ("linear", "polynomial"):
+            if schedule == "polynomial" and kwargs.get("power", 1.0) != 1.0:
+                raise ValueError("final_lr_ratio with a polynomial schedule needs power=1 (linear decay).")
+            lr_end = self.learning_rate * ratio
+            if kwargs.get("lr_end", lr_end) != lr_end:
+                raise ValueError(
+                    f"final_lr_ratio={ratio} conflicts with lr_scheduler_kwargs={kwargs}; set only one of them."
+                )
+            if ratio >= 1.0 or self.learning_rate <= 0:
+                raise ValueError(
+                    "A linear decay to learning_rate * final_lr_ratio needs learning_rate > 0 and final_lr_ratio < 1; "
+                    "use lr_scheduler_type=constant_with_warmup for a flat schedule."
+                )
+            self.lr_scheduler_type = _FLOOR_SCHEDULES["linear"]
+            self.lr_scheduler_kwargs = {**kwargs, "lr_end": lr_end, "power": 1.0}
+        else:
+            raise ValueError(
+                f"final_lr_ratio applies to lr_scheduler_type 'cosine' or 'linear', got '{schedule}'. Pass the floor "
+                "through lr_scheduler_kwargs for other schedulers."
+            )
+
+
+@dataclass
+class NeoBERTTrainingArguments(WandbArguments, FinalLRRatioArguments, TrainingArguments):
     r"""[`~transformers.TrainingArguments`] for [`NeoBERTTrainer`].
 
     Every field of `TrainingArguments` keeps its meaning. The additions:
@@ -244,16 +305,6 @@ class NeoBERTTrainingArguments(WandbArguments, TrainingArguments):
         },
     )
 
-    # --- Schedule ---
-    final_lr_ratio: float | None = field(
-        default=None,
-        metadata={
-            "help": "After warmup, decay to learning_rate * final_lr_ratio instead of 0. With "
-            "lr_scheduler_type=cosine this selects transformers' cosine_with_min_lr (min_lr_rate), with linear the "
-            "polynomial schedule of power 1 (lr_end). None keeps the scheduler as given."
-        },
-    )
-
     # --- Checkpoints ---
     overwrite_output_dir: bool = field(
         default=False,
@@ -316,7 +367,7 @@ class NeoBERTTrainingArguments(WandbArguments, TrainingArguments):
         if self.eval_max_batches is not None and self.eval_max_batches < 1:
             raise ValueError(f"eval_max_batches must be >= 1 or None, got {self.eval_max_batches}.")
         self._validate_muonclip()
-        self._apply_final_lr_ratio()
+        self.apply_final_lr_ratio()
         if self.ddp_find_unused_parameters is None:
             # transformers defaults to True for a PreTrainedModel without activation checkpointing.
             self.ddp_find_unused_parameters = False
@@ -373,50 +424,6 @@ class NeoBERTTrainingArguments(WandbArguments, TrainingArguments):
         if self.muon_orthogonalization != "newton_schulz" and self.optimizer != "muonclip":
             raise ValueError("muon_orthogonalization applies to optimizer=muonclip; drop it or set the optimizer.")
 
-    def _apply_final_lr_ratio(self) -> None:
-        """Maps `final_lr_ratio` onto transformers' floor-decay schedulers (idempotent: args rebuilt from `to_dict()`
-        already carry the mapped scheduler and kwargs)."""
-        ratio = self.final_lr_ratio
-        if ratio is None:
-            return
-        if not 0.0 <= ratio <= 1.0:
-            raise ValueError(f"final_lr_ratio must be in [0, 1], got {ratio}.")
-        schedule = getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type)
-        kwargs = self.lr_scheduler_kwargs
-        if isinstance(kwargs, str) and kwargs.startswith("{"):
-            import json
-
-            kwargs = json.loads(kwargs)
-        kwargs = dict(kwargs or {})
-        if schedule in ("cosine", "cosine_with_min_lr"):
-            if kwargs.get("min_lr") is not None or kwargs.get("min_lr_rate", ratio) != ratio:
-                raise ValueError(
-                    f"final_lr_ratio={ratio} conflicts with lr_scheduler_kwargs={kwargs}; set only one of them."
-                )
-            kwargs.pop("min_lr", None)
-            self.lr_scheduler_type = _FLOOR_SCHEDULES["cosine"]
-            self.lr_scheduler_kwargs = {**kwargs, "min_lr_rate": ratio}
-        elif schedule in ("linear", "polynomial"):
-            if schedule == "polynomial" and kwargs.get("power", 1.0) != 1.0:
-                raise ValueError("final_lr_ratio with a polynomial schedule needs power=1 (linear decay).")
-            lr_end = self.learning_rate * ratio
-            if kwargs.get("lr_end", lr_end) != lr_end:
-                raise ValueError(
-                    f"final_lr_ratio={ratio} conflicts with lr_scheduler_kwargs={kwargs}; set only one of them."
-                )
-            if ratio >= 1.0 or self.learning_rate <= 0:
-                raise ValueError(
-                    "A linear decay to learning_rate * final_lr_ratio needs learning_rate > 0 and final_lr_ratio < 1; "
-                    "use lr_scheduler_type=constant_with_warmup for a flat schedule."
-                )
-            self.lr_scheduler_type = _FLOOR_SCHEDULES["linear"]
-            self.lr_scheduler_kwargs = {**kwargs, "lr_end": lr_end, "power": 1.0}
-        else:
-            raise ValueError(
-                f"final_lr_ratio applies to lr_scheduler_type 'cosine' or 'linear', got '{schedule}'. Pass the floor "
-                "through lr_scheduler_kwargs for other schedulers."
-            )
-
     @property
     def effective_muon_lr(self) -> float:
         return self.learning_rate if self.muon_lr is None else self.muon_lr
@@ -426,4 +433,4 @@ class NeoBERTTrainingArguments(WandbArguments, TrainingArguments):
         return self.weight_decay if self.muon_weight_decay is None else self.muon_weight_decay
 
 
-__all__ = ["NeoBERTTrainingArguments", "WandbArguments"]
+__all__ = ["FinalLRRatioArguments", "NeoBERTTrainingArguments", "WandbArguments"]
