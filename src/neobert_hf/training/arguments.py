@@ -7,6 +7,7 @@ before anything is written. Paper defaults (learning rate, warmup, masking rate,
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Literal
@@ -224,8 +225,8 @@ class NeoBERTTrainingArguments(WandbArguments, FinalLRRatioArguments, TrainingAr
             "for biases and norms). 'adam': torch.optim.Adam with the same groups, its weight decay an L2 term added "
             "to the gradient (coupled, not decoupled as in AdamW); adam_beta1/adam_beta2/adam_epsilon apply. "
             "'muonclip': torch.optim.Muon on the 2-D matrices of the encoder blocks (qkv, wo, ffn), AdamW on "
-            "everything else (embeddings, decoder, norms), plus QK-clip. With 'adam' and 'muonclip', `optim` is "
-            "ignored."
+            "everything else (embeddings, decoder, norms), plus QK-clip. `optim`, `optim_args` and "
+            "`optim_target_modules` apply to 'adamw' only (an error with the others)."
         },
     )
     muon_lr: float | None = field(default=None, metadata={"help": "Muon learning rate. None = `learning_rate`."})
@@ -367,6 +368,7 @@ class NeoBERTTrainingArguments(WandbArguments, FinalLRRatioArguments, TrainingAr
         if self.eval_max_batches is not None and self.eval_max_batches < 1:
             raise ValueError(f"eval_max_batches must be >= 1 or None, got {self.eval_max_batches}.")
         self._validate_muonclip()
+        self._refuse_unused_optim()
         self.apply_final_lr_ratio()
         if self.ddp_find_unused_parameters is None:
             # transformers defaults to True for a PreTrainedModel without activation checkpointing.
@@ -393,6 +395,27 @@ class NeoBERTTrainingArguments(WandbArguments, FinalLRRatioArguments, TrainingAr
             if version != "2":
                 source = f"accelerate launch FSDP_VERSION={version}, its default when the config has no fsdp_version"
                 raise ValueError(FSDP1_ERROR.format(source=source))
+
+    def _refuse_unused_optim(self) -> None:
+        """`optim`, `optim_args` and `optim_target_modules` choose and configure transformers' optimizer, which only
+        `optimizer=adamw` builds: with `adam` or `muonclip` they would be ignored."""
+        if self.optimizer == "adamw":
+            return
+        default = next(f.default for f in dataclasses.fields(TrainingArguments) if f.name == "optim")
+        given = [
+            name
+            for name, value in (
+                ("optim", getattr(self.optim, "value", self.optim) if self.optim != default else None),
+                ("optim_args", self.optim_args),
+                ("optim_target_modules", self.optim_target_modules),
+            )
+            if value
+        ]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} set with optimizer={self.optimizer}: they configure transformers' optimizer, which "
+                f"only optimizer=adamw builds. Drop them, or use optimizer=adamw."
+            )
 
     def _validate_muonclip(self) -> None:
         if self.muon_lr is not None and self.muon_lr < 0:
