@@ -203,6 +203,14 @@ CASES = [
         ("max_seq_length (256)", "max_position_embeddings"),
     ),
     Case("mlm-probability-1", pretrain("--mlm_probability", "1.5"), ("mlm_probability",)),
+    Case(
+        "sampler-on-a-stream", pretrain("--train_sampling_strategy", "group_by_length"),
+        ("train_sampling_strategy=group_by_length has no effect on pretraining", "shuffle_buffer_size"),
+    ),
+    Case(
+        "optim-with-adam", pretrain("--optimizer", "adam", "--optim", "adafactor"),
+        ("optim set with optimizer=adam",),
+    ),
     # --- pretrain: recipes ---
     Case(
         "unknown-recipe-key", RECIPE, ("r.yaml", "warmup_step", "did you mean warmup_steps"),

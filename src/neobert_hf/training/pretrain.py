@@ -252,6 +252,13 @@ def _check_training_args(
             "resume position in the main process. Packing and masking are cheap; to tokenize in parallel, use "
             "preprocessing_num_workers or `neobert-hf preprocess`."
         )
+    sampling = getattr(args, "train_sampling_strategy", "random")
+    if str(getattr(sampling, "value", sampling)) != "random":
+        raise ValueError(
+            f"train_sampling_strategy={getattr(sampling, 'value', sampling)} has no effect on pretraining: the Trainer's "
+            "samplers apply to datasets it indexes, and pretraining batches come from the packing stream, whose order "
+            "is set by shuffle_buffer_size and data_seed (or seed). Drop it."
+        )
     check_training_values(args)  # also in NeoBERTTrainingArguments.__post_init__; here for arguments changed since
     check_output_dir(args.output_dir)
     if has_eval is False and args.eval_strategy != "no":
