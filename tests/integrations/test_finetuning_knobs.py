@@ -320,6 +320,15 @@ def test_final_lr_ratio_is_shared_by_every_trainer_arguments(tmp_path, schedule)
             cls(output_dir=str(tmp_path / "bad"), lr_scheduler_type="constant", final_lr_ratio=0.1, use_cpu=True)
 
 
+def test_contrastive_refuses_the_trainer_sampler_it_would_ignore(tmp_path):
+    pytest.importorskip("sentence_transformers")
+    from neobert_hf.integrations.contrastive import ContrastiveTrainingArguments
+
+    with pytest.raises(ValueError, match="train_sampling_strategy=group_by_length has no effect here"):
+        ContrastiveTrainingArguments(output_dir=str(tmp_path), train_sampling_strategy="group_by_length", use_cpu=True)
+    assert ContrastiveTrainingArguments(output_dir=str(tmp_path), use_cpu=True).train_sampling_strategy == "random"
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # MTEB: `all` task types and named benchmarks (selection only: mteb's registry, no download)
 # ---------------------------------------------------------------------------------------------------------------------

@@ -801,6 +801,12 @@ class ContrastiveTrainingArguments(WandbArguments, FinalLRRatioArguments, Senten
     def __post_init__(self):
         check_training_values(self)
         self.check_wandb()
+        sampling = getattr(self.train_sampling_strategy, "value", self.train_sampling_strategy)
+        if sampling != "random":
+            raise ValueError(
+                f"train_sampling_strategy={sampling} has no effect here: sentence-transformers builds its batches with "
+                "batch_sampler (no_duplicates, no_duplicates_hashed, batch_sampler, group_by_label). Set that instead."
+            )
         self.apply_final_lr_ratio()
         super().__post_init__()
 
