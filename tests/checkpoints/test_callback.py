@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.modeling import tiny_config
+from helpers.modeling import save_tiny_checkpoint, tiny_config
 from transformers import (
     AutoModelForSequenceClassification,
     Trainer,
@@ -19,11 +19,10 @@ from transformers import (
     default_data_collator,
 )
 
-from neobert_hf import CheckpointTreeCallback, NeoBERTForMaskedLM, NeoBERTForSequenceClassification
+from neobert_hf import CheckpointTreeCallback, NeoBERTForSequenceClassification
 from neobert_hf.checkpoints import LOCK_NAME, MANIFEST_NAME, list_checkpoints, read_manifest, verify_checkpoint
 
 
-REPO = Path(__file__).resolve().parents[2]
 TOKEN = "hf_" + "s3cr3t" * 6
 
 
@@ -149,13 +148,7 @@ def test_best_model_checkpoint_names_the_tree_and_load_best_model_at_end_works(t
 
 @pytest.fixture(scope="module")
 def neobert_folder(tmp_path_factory):
-    from transformers import AutoTokenizer
-
-    path = tmp_path_factory.mktemp("st") / "mlm"
-    torch.manual_seed(0)
-    NeoBERTForMaskedLM(tiny_config(vocab_size=8192)).save_pretrained(path)
-    AutoTokenizer.from_pretrained(REPO / "data" / "tokenizer").save_pretrained(path)
-    return str(path)
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("st") / "mlm")
 
 
 def st_trainer(neobert_folder, output_dir, max_steps=4, callbacks=(), **overrides):

@@ -1,8 +1,13 @@
 """Tiny NeoBERT configs and packed/padded batches built in memory."""
 
+from pathlib import Path
+
 import torch
 
-from neobert_hf import NeoBERTConfig
+from neobert_hf import NeoBERTConfig, NeoBERTForMaskedLM
+
+
+TOKENIZER = Path(__file__).resolve().parents[2] / "data" / "tokenizer"  # the shipped 8192-token WordPiece
 
 
 def tiny_config(**overrides) -> NeoBERTConfig:
@@ -18,6 +23,17 @@ def tiny_config(**overrides) -> NeoBERTConfig:
     )
     values.update(overrides)
     return NeoBERTConfig(**values)
+
+
+def save_tiny_checkpoint(path, model_class=NeoBERTForMaskedLM, tokenizer: bool = True, **overrides) -> str:
+    """A tiny NeoBERT (seed 0) with the shipped tokenizer's 8192-token vocabulary, saved with that tokenizer."""
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(0)
+    model_class(tiny_config(vocab_size=8192, **overrides)).save_pretrained(path)
+    if tokenizer:
+        AutoTokenizer.from_pretrained(TOKENIZER).save_pretrained(path)
+    return str(path)
 
 
 def random_lengths(n: int, low: int = 1, high: int = 40, seed: int = 0) -> list[int]:

@@ -11,8 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers.modeling import tiny_config
-from neobert_hf import NeoBERTForMaskedLM
+from helpers.modeling import save_tiny_checkpoint
 
 
 pytest.importorskip("sentence_transformers")
@@ -45,18 +44,9 @@ DATA = REPO / "tests" / "assets"
 TRAIN = DATA / "contrastive" / "train.jsonl"
 
 
-def save_checkpoint(path, **overrides):
-    from transformers import AutoTokenizer
-
-    torch.manual_seed(0)
-    NeoBERTForMaskedLM(tiny_config(vocab_size=8192, **overrides)).save_pretrained(path)
-    AutoTokenizer.from_pretrained(REPO / "data" / "tokenizer").save_pretrained(path)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "mlm")
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "mlm")
 
 
 @pytest.fixture(scope="module")

@@ -3,32 +3,21 @@ pooling, `hard_negative_weight` in SimCSE's convention (the converter and the lo
 selectors, GLUE `allow_random_weights`, W&B settings for GLUE and contrastive runs."""
 
 import json
-import math
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers.modeling import tiny_config
-from neobert_hf import NeoBERTForMaskedLM
+from helpers.modeling import save_tiny_checkpoint
 
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def save_checkpoint(path, **overrides):
-    from transformers import AutoTokenizer
-
-    torch.manual_seed(0)
-    NeoBERTForMaskedLM(tiny_config(vocab_size=8192, **overrides)).save_pretrained(path)
-    AutoTokenizer.from_pretrained(REPO / "data" / "tokenizer").save_pretrained(path)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "mlm")
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "mlm")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -246,8 +235,6 @@ def test_glue_fine_tunes_a_random_init_model_on_purpose(glue_env, tmp_path):
 
 
 def test_wandb_settings_reach_a_glue_run(glue_env, tmp_path, monkeypatch):
-    import glob
-
     pytest.importorskip("wandb")
     from helpers.wandb_runs import offline_run
 
@@ -284,7 +271,7 @@ def test_wandb_fields_are_shared_and_checked_by_every_trainer_arguments(tmp_path
 
     from neobert_hf.integrations.sentence_transformers import build_sentence_transformer
 
-    checkpoint = save_checkpoint(tmp_path / "ckpt")
+    checkpoint = save_tiny_checkpoint(tmp_path / "ckpt")
     model = build_sentence_transformer(checkpoint, device="cpu")
     trainer = ContrastiveTrainer(model=model, args=args,
                                  train_dataset=Dataset.from_dict({"anchor": ["a b", "c d"], "positive": ["a", "c"]}))  # fmt: skip

@@ -9,10 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from helpers.modeling import tiny_config
-from neobert_hf import NeoBERTForMaskedLM
+from helpers.modeling import save_tiny_checkpoint
 
 
 pytest.importorskip("mteb")
@@ -38,13 +36,7 @@ LOCAL = [f"tiny-sts={DATA / 'sts.jsonl'}", f"tiny-beir={DATA / 'beir'}"]
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from transformers import AutoTokenizer
-
-    path = tmp_path_factory.mktemp("run") / "checkpoints" / "7"
-    torch.manual_seed(0)
-    NeoBERTForMaskedLM(tiny_config(vocab_size=8192)).save_pretrained(path)
-    AutoTokenizer.from_pretrained(REPO / "data" / "tokenizer").save_pretrained(path)
-    return str(path)
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("run") / "checkpoints" / "7")
 
 
 @pytest.fixture(scope="module")

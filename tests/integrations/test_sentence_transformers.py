@@ -6,14 +6,13 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from helpers.modeling import tiny_config
+from helpers.modeling import TOKENIZER, save_tiny_checkpoint
 from neobert_hf import NeoBERTForMaskedLM, NeoBERTForSequenceClassification, NeoBERTModel
 
 
@@ -28,25 +27,12 @@ from neobert_hf.integrations.sentence_transformers import (  # noqa: E402
 )
 
 
-REPO = Path(__file__).resolve().parents[2]
-TOKENIZER = REPO / "data" / "tokenizer"
 SENTENCES = ["the cat sleeps on the warm sofa", "a car", "heavy rain is expected this afternoon in the valley"]
-
-
-def save_checkpoint(path, model_class=NeoBERTForMaskedLM, tokenizer=True, **overrides):
-    """A tiny NeoBERT (vocabulary of the shipped 8192-token WordPiece tokenizer) saved with its tokenizer."""
-    from transformers import AutoTokenizer
-
-    torch.manual_seed(0)
-    model_class(tiny_config(vocab_size=8192, **overrides)).save_pretrained(path)
-    if tokenizer:
-        AutoTokenizer.from_pretrained(TOKENIZER).save_pretrained(path)
-    return str(path)
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "mlm")
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "mlm")
 
 
 def _token_states(model, sentences):
@@ -144,7 +130,7 @@ def test_encoder_of_an_mlm_checkpoint_is_loaded_exactly(checkpoint):
 
 
 def test_classifier_checkpoint_gives_its_encoder(tmp_path):
-    path = save_checkpoint(tmp_path / "cls", NeoBERTForSequenceClassification, num_labels=3)
+    path = save_tiny_checkpoint(tmp_path / "cls", NeoBERTForSequenceClassification, num_labels=3)
     encoder = load_encoder(path)
     reference = NeoBERTForSequenceClassification.from_pretrained(path).model.state_dict()
     for key, value in encoder.state_dict().items():
@@ -185,7 +171,7 @@ def test_mismatched_checkpoint_is_an_error(checkpoint, tmp_path):
 
 
 def test_checkpoint_without_tokenizer_needs_one(tmp_path):
-    path = save_checkpoint(tmp_path / "no-tok", tokenizer=False)
+    path = save_tiny_checkpoint(tmp_path / "no-tok", tokenizer=False)
     with pytest.raises(ValueError, match="has no tokenizer files"):
         build_sentence_transformer(path)
     model = build_sentence_transformer(path, tokenizer_name_or_path=TOKENIZER, device="cpu")
