@@ -25,6 +25,48 @@ def tiny_config(**overrides) -> NeoBERTConfig:
     return NeoBERTConfig(**values)
 
 
+def released_config_json(**overrides) -> dict:
+    """The released `chandar-lab/NeoBERT` config.json, key for key (full size), with `overrides` applied."""
+    values = {
+        "architectures": ["NeoBERTLMHead"],
+        "auto_map": {
+            "AutoConfig": "model.NeoBERTConfig",
+            "AutoModel": "model.NeoBERT",
+            "AutoModelForMaskedLM": "model.NeoBERTLMHead",
+            "AutoModelForSequenceClassification": "model.NeoBERTForSequenceClassification",
+        },
+        "classifier_init_range": 0.02,
+        "decoder_init_range": 0.02,
+        "dim_head": 64,
+        "dropout": 0.0,
+        "embedding_init_range": 0.02,
+        "flash_attention": True,
+        "hidden_act": "SwiGLU",
+        "hidden_size": 768,
+        "intermediate_size": 3072,
+        "kwargs": {
+            "classifier_dropout": 0.1,
+            "classifier_init_range": 0.02,
+            "pretrained_model_name_or_path": "google-bert/bert-base-uncased",
+            "trust_remote_code": True,
+        },
+        "max_length": 4096,
+        "model_type": "neobert",
+        "ngpt": False,
+        "norm_eps": 1e-05,
+        "num_attention_heads": 12,
+        "num_hidden_layers": 28,
+        "pad_token_id": 0,
+        "rms_norm": True,
+        "rope": True,
+        "torch_dtype": "float32",
+        "transformers_version": "4.48.2",
+        "vocab_size": 30522,
+    }
+    values.update(overrides)
+    return values
+
+
 def save_tiny_checkpoint(path, model_class=NeoBERTForMaskedLM, tokenizer: bool = True, **overrides) -> str:
     """A tiny NeoBERT (seed 0) with the shipped tokenizer's 8192-token vocabulary, saved with that tokenizer."""
     from transformers import AutoTokenizer

@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers.modeling import make_sequences, pad
+from helpers.modeling import released_config_json as released_config  # full size; tiny below
 from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import AutoModel, AutoModelForMaskedLM
@@ -28,43 +29,10 @@ FFN = 72
 
 
 def released_config_json(**overrides) -> dict:
-    """A config.json shaped like the released `chandar-lab/NeoBERT` one (tiny sizes)."""
-    values = {
-        "architectures": ["NeoBERTLMHead"],
-        "auto_map": {
-            "AutoConfig": "model.NeoBERTConfig",
-            "AutoModel": "model.NeoBERT",
-            "AutoModelForMaskedLM": "model.NeoBERTLMHead",
-            "AutoModelForSequenceClassification": "model.NeoBERTForSequenceClassification",
-        },
-        "classifier_init_range": 0.02,
-        "decoder_init_range": 0.02,
-        "dim_head": DH,
-        "dropout": 0.0,
-        "embedding_init_range": 0.02,
-        "flash_attention": True,
-        "hidden_act": "SwiGLU",
-        "hidden_size": H,
-        "intermediate_size": I,
-        "kwargs": {
-            "classifier_dropout": 0.1,
-            "pretrained_model_name_or_path": "bert-base-uncased",
-        },
-        "max_length": MAXLEN,
-        "model_type": "neobert",
-        "ngpt": False,
-        "norm_eps": 1e-05,
-        "num_attention_heads": NH,
-        "num_hidden_layers": L,
-        "pad_token_id": 0,
-        "rms_norm": True,
-        "rope": True,
-        "torch_dtype": "float32",
-        "transformers_version": "4.48.2",
-        "vocab_size": V,
-    }
-    values.update(overrides)
-    return values
+    """A config.json shaped like the released `chandar-lab/NeoBERT` one, with this file's tiny sizes."""
+    tiny = dict(dim_head=DH, hidden_size=H, intermediate_size=I, max_length=MAXLEN, num_attention_heads=NH,
+                num_hidden_layers=L, vocab_size=V)  # fmt: skip
+    return released_config(**{**tiny, **overrides})
 
 
 def random_weights(seed: int = 0) -> dict[str, torch.Tensor]:
