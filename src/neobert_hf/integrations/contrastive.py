@@ -430,15 +430,10 @@ def prepare_contrastive_dataset(dataset, column_mapping: dict[str, str] | None =
             new.startswith("negative_") and new[len("negative_"):].isdigit()
         ):
             raise ValueError(f"column_mapping target {new!r} must be anchor, positive, negative or negative_<i>.")
-    if mapping:
-        dataset = dataset.rename_columns(mapping)
-    names = list(dataset.column_names)
-    missing = [role for role in ("anchor", "positive") if role not in names]
-    if missing:
-        raise ValueError(
-            f"The contrastive dataset needs anchor and positive columns; missing {missing} (columns: {names}). "
-            f"Map yours with column_mapping, e.g. '{{\"question\": \"anchor\", \"answer\": \"positive\"}}'."
-        )
+    dataset, names = _renamed_with_roles(
+        dataset, mapping, ("anchor", "positive"), "The contrastive dataset",
+        '{"question": "anchor", "answer": "positive"}',
+    )  # fmt: skip
     if "negative" in names and isinstance(dataset[0]["negative"], list):
         lengths = {len(value) for value in dataset["negative"]}
         if len(lengths) != 1 or 0 in lengths:
@@ -472,6 +467,20 @@ def _checked_mapping(column_mapping: dict[str, str], names: list[str]) -> dict[s
     return mapping
 
 
+def _renamed_with_roles(dataset, mapping: dict[str, str], roles: tuple[str, str], who: str, example: str):
+    """`dataset` with `mapping` applied, and its column names, once both `roles` columns are there."""
+    if mapping:
+        dataset = dataset.rename_columns(mapping)
+    names = list(dataset.column_names)
+    missing = [role for role in roles if role not in names]
+    if missing:
+        raise ValueError(
+            f"{who} needs {roles[0]} and {roles[1]} columns; missing {missing} (columns: {names}). Map yours with "
+            f"column_mapping, e.g. '{example}'."
+        )
+    return dataset, names
+
+
 def prepare_supcon_dataset(dataset, column_mapping: dict[str, str] | None = None):
     """Bring a labelled dataset into the `(anchor, label)` columns of [`SupervisedContrastiveLoss`].
 
@@ -496,15 +505,9 @@ def prepare_supcon_dataset(dataset, column_mapping: dict[str, str] | None = None
         wrong = [new for new in mapping.values() if new not in ("anchor", "label")]
         if wrong:
             raise ValueError(f"With loss_type=supcon, column_mapping targets must be anchor or label, got {wrong}.")
-    if mapping:
-        dataset = dataset.rename_columns(mapping)
-    names = list(dataset.column_names)
-    missing = [role for role in ("anchor", "label") if role not in names]
-    if missing:
-        raise ValueError(
-            f"loss_type=supcon needs anchor and label columns; missing {missing} (columns: {names}). Map yours with "
-            "column_mapping, e.g. '{\"sentence\": \"anchor\", \"intent\": \"label\"}'."
-        )
+    dataset, names = _renamed_with_roles(
+        dataset, mapping, ("anchor", "label"), "loss_type=supcon", '{"sentence": "anchor", "intent": "label"}'
+    )
     dropped = [name for name in names if name not in ("anchor", "label")]
     if dropped:
         logger.info(f"Supervised contrastive data: dropping columns {dropped} (not anchor/label).")
