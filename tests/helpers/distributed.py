@@ -50,6 +50,14 @@ def accelerate_launch(config: str, script: list[str], *, num_processes: int = 2,
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def torchrun(script: str | os.PathLike, *, nproc: int = 2, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node N script` on CPU processes (one thread each, offline); returns the
+    completed process (stdout and stderr as text)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), str(script)]
+    return subprocess.run(command, env=env, capture_output=True, check=False, text=True, timeout=timeout)
+
+
 def step_logs(output_dir: Path) -> list[dict]:
     """The per-step training logs (`loss`, `grad_norm`, ...) of a finished run, from its last checkpoint."""
     checkpoints = sorted((output_dir / "checkpoints").iterdir(), key=lambda p: int(p.name))

@@ -2,12 +2,11 @@
 gradient of one large batch, with the Trainer's `average_tokens_across_devices` token count."""
 
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
+from helpers.distributed import torchrun
 from helpers.training import GradCapture, make_args, make_trainer, mlm_samples, pad_collate, relative_error
 
 
@@ -47,15 +46,7 @@ def test_ddp_with_accumulation_equals_one_large_batch(tmp_path, masked_only):
             tests=tests, rates=RATES, output=str(tmp_path / "ddp"), masked_only=masked_only, result=str(result)
         )
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    completed = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)],
-        env=env,
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=300,
-    )
+    completed = torchrun(script)
     assert completed.returncode == 0, completed.stderr[-4000:]
     distributed = torch.load(result)
 
@@ -108,7 +99,6 @@ RESUME_SCRIPT = textwrap.dedent(
 @pytest.mark.slow
 def test_ddp_resume_of_a_stateful_stream_is_exact(tmp_path):
     tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     results = {}
     for name, resume in (("straight", None), ("resumed", 3)):
         if resume is not None:
@@ -121,14 +111,7 @@ def test_ddp_resume_of_a_stateful_stream_is_exact(tmp_path):
                 tests=tests, output=str(tmp_path / name), resume=resume, result=str(tmp_path / f"{name}.pt")
             )
         )
-        completed = subprocess.run(
-            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)],
-            env=env,
-            capture_output=True,
-            check=False,
-            text=True,
-            timeout=300,
-        )
+        completed = torchrun(script)
         assert completed.returncode == 0, completed.stderr[-4000:]
         results[name] = torch.load(tmp_path / f"{name}.pt")
     for step in (4, 5, 6):
