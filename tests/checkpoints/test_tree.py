@@ -82,14 +82,19 @@ STATE_FILES = [
 ]
 
 
+def damage_file(path, how: str) -> None:
+    """Truncate `path` to half its size, or delete it."""
+    if how == "truncate":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        path.unlink()
+
+
 @pytest.mark.parametrize("damage", ["truncate", "delete"])
 @pytest.mark.parametrize("name", STATE_FILES)
 def test_a_damaged_file_is_named_with_the_newest_good_step_and_nothing_changes(copy, name, damage):
     path = copy / "checkpoints" / "4" / name
-    if damage == "truncate":
-        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    else:
-        path.unlink()
+    damage_file(path, damage)
     before = snapshot(copy)
     for spec in ("latest", 4):
         with pytest.raises(DamagedCheckpointError) as caught:
@@ -145,10 +150,7 @@ def test_a_damaged_checkpoint_without_manifest_is_named(copy, name, damage, expe
     for step in ("2", "4"):
         os.remove(copy / "checkpoints" / step / MANIFEST_NAME)
     path = copy / "checkpoints" / "4" / name
-    if damage == "truncate":
-        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    else:
-        path.unlink()
+    damage_file(path, damage)
     before = snapshot(copy)
     with pytest.raises(CheckpointError, match=rf"{expected}.*resume_from_checkpoint=2"):
         trainer_for(copy).train(resume_from_checkpoint=4)
