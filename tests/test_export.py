@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from helpers.export import CLEAN_FILES, RESUME_FILES, list_files, write_checkpoint
+from helpers.export import CLEAN_FILES, FULL_AUTO_MAP, RESUME_FILES, list_files, write_checkpoint
 from transformers import AutoTokenizer
 from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
@@ -18,14 +18,6 @@ from neobert_hf.cli.main import main
 from neobert_hf.export import ExportError, export_model, find_resume_state
 
 
-FULL_AUTO_MAP = {
-    "AutoConfig": "configuration_neobert.NeoBERTConfig",
-    "AutoModel": "modeling_neobert.NeoBERTModel",
-    "AutoModelForMaskedLM": "modeling_neobert.NeoBERTForMaskedLM",
-    "AutoModelForSequenceClassification": "modeling_neobert.NeoBERTForSequenceClassification",
-    "AutoModelForTokenClassification": "modeling_neobert.NeoBERTForTokenClassification",
-    "AutoModelForQuestionAnswering": "modeling_neobert.NeoBERTForQuestionAnswering",
-}
 TEXTS = ["w5 w9 [MASK] w17 w30", "w7 w8 w9"]
 
 

@@ -10,6 +10,16 @@ from concurrent.futures import Future
 from helpers.training import make_args, make_trainer, mlm_samples, tiny_tokenizer
 
 
+# The auto_map of every saved or exported NeoBERT config.json: each Auto class to the shipped remote code.
+FULL_AUTO_MAP = {
+    "AutoConfig": "configuration_neobert.NeoBERTConfig",
+    "AutoModel": "modeling_neobert.NeoBERTModel",
+    "AutoModelForMaskedLM": "modeling_neobert.NeoBERTForMaskedLM",
+    "AutoModelForSequenceClassification": "modeling_neobert.NeoBERTForSequenceClassification",
+    "AutoModelForTokenClassification": "modeling_neobert.NeoBERTForTokenClassification",
+    "AutoModelForQuestionAnswering": "modeling_neobert.NeoBERTForQuestionAnswering",
+}
+
 # What a clean export of an MLM checkpoint holds, and what a checkpoint holds in addition.
 CLEAN_FILES = [
     "README.md",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.export import FULL_AUTO_MAP
 from helpers.modeling import make_sequences, pack, pad, tiny_config
 from safetensors import safe_open
 
@@ -25,14 +26,6 @@ from neobert_hf import (
 )
 from neobert_hf.modeling import modeling_neobert
 
-FULL_AUTO_MAP = {
-    "AutoConfig": "configuration_neobert.NeoBERTConfig",
-    "AutoModel": "modeling_neobert.NeoBERTModel",
-    "AutoModelForMaskedLM": "modeling_neobert.NeoBERTForMaskedLM",
-    "AutoModelForSequenceClassification": "modeling_neobert.NeoBERTForSequenceClassification",
-    "AutoModelForTokenClassification": "modeling_neobert.NeoBERTForTokenClassification",
-    "AutoModelForQuestionAnswering": "modeling_neobert.NeoBERTForQuestionAnswering",
-}
 REMOTE_FILES = ("modeling_neobert.py", "configuration_neobert.py")
 LENGTHS = [9, 4, 13, 1, 6]
 
