@@ -149,3 +149,23 @@ def test_check_reports_stale_snapshots(tmp_path, monkeypatch, capsys):
     assert "python -m neobert_hf.cli.help_snapshot --write" in output
     for command in RECIPE_COMMANDS:
         assert f"{command}: generated with transformers" in output
+
+
+def test_write_fails_with_one_message_and_keeps_the_shipped_file(tmp_path, monkeypatch, capsys):
+    root = _copy_of_package(tmp_path, monkeypatch)
+    shipped = (root / "cli" / "help" / "pretrain.json").read_bytes()
+    monkeypatch.setattr(help_snapshot, "snapshot", lambda command: (_ for _ in ()).throw(ValueError("custom action")))
+    assert help_snapshot.main(["--write"]) == 1
+    assert "cannot write the help snapshot of pretrain: custom action" in capsys.readouterr().err
+    assert (root / "cli" / "help" / "pretrain.json").read_bytes() == shipped
+    assert not list((root / "cli" / "help").glob("*.tmp"))
+
+
+def test_write_to_an_unwritable_place_fails_with_one_message(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setattr(help_snapshot, "SNAPSHOT_DIR", blocker / "help")
+    monkeypatch.setattr(help_snapshot, "snapshot", lambda command: {"command": command})
+    assert help_snapshot.main(["--write"]) == 1
+    assert "error: cannot write the help snapshot of pretrain" in capsys.readouterr().err
+    assert blocker.read_text() == "x"

@@ -28,6 +28,7 @@ import hashlib
 import importlib
 import importlib.metadata
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -258,9 +259,15 @@ def main(argv: list[str] | None = None) -> int:
     stale = []
     for command in RECIPE_COMMANDS:
         if options.write:
-            SNAPSHOT_DIR.mkdir(exist_ok=True)
-            text = json.dumps(snapshot(command), indent=1, sort_keys=True) + "\n"
-            _path(command).write_text(text, encoding="utf-8")
+            try:
+                text = json.dumps(snapshot(command), indent=1, sort_keys=True) + "\n"
+                SNAPSHOT_DIR.mkdir(exist_ok=True)
+                temporary = _path(command).with_suffix(".json.tmp")
+                temporary.write_text(text, encoding="utf-8")
+                os.replace(temporary, _path(command))  # a snapshot is whole or absent
+            except (OSError, ValueError) as error:
+                print(f"error: cannot write the help snapshot of {command}: {error}", file=sys.stderr)
+                return 1
             print(f"wrote {_path(command)}")
         else:
             reason = stale_reason(load(command))
