@@ -3,6 +3,7 @@
 scheduler, RNG, trainer or data state, `training_args.bin` or `run_args.json`."""
 
 import os
+from pathlib import Path
 
 import pytest
 from helpers.export import CLEAN_FILES, HubRecorder, list_files
@@ -73,7 +74,7 @@ def test_glue_push_without_a_repo_id_is_refused_before_writing(tmp_path, hub):
 @pytest.mark.integration
 def test_contrastive_trainer_pushes_only_the_model_files(tmp_path, hub):
     pytest.importorskip("sentence_transformers")
-    from integrations.test_contrastive import TRAIN, save_checkpoint
+    from helpers.modeling import save_tiny_checkpoint
 
     from neobert_hf.integrations.contrastive import (
         ContrastiveArguments,
@@ -81,8 +82,9 @@ def test_contrastive_trainer_pushes_only_the_model_files(tmp_path, hub):
         prepare_contrastive,
     )
 
-    checkpoint = save_checkpoint(tmp_path / "mlm")
-    args = ContrastiveArguments(model_name_or_path=checkpoint, train_dataset=str(TRAIN))
+    checkpoint = save_tiny_checkpoint(tmp_path / "mlm")
+    train = Path(__file__).resolve().parents[1] / "assets" / "contrastive" / "train.jsonl"
+    args = ContrastiveArguments(model_name_or_path=checkpoint, train_dataset=str(train))
     training_args = ContrastiveTrainingArguments(
         output_dir=str(tmp_path / "run"), per_device_train_batch_size=4, max_steps=3, save_steps=2, logging_steps=1,
         report_to="none", use_cpu=True, dataloader_pin_memory=False, seed=3, push_to_hub=True,
